@@ -1,0 +1,28 @@
+# Entry points named in README.md. `make run` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data/ferplus/ferplus.tar.gz
+
+.PHONY: setup run test test-all benchmark
+
+# torch==2.13.0 first: it is the CPU build; any other torch request pulls a multi-GB CUDA build.
+$(BIN)/ferkit: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/ferkit
+
+run: setup
+	$(BIN)/ferkit models
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-all: setup
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+benchmark: setup
+	$(BIN)/python benchmarks/train_throughput.py

@@ -1,0 +1,131 @@
+"""The `ferkit` command line: models, data info, train."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from ferkit.errors import FerkitError
+
+logger = logging.getLogger("ferkit")
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from ferkit.models import count_parameters, create_model, list_models, macs_per_face
+
+    print(f"{'model':<14}{'parameters':>12}{'trainable':>12}{'non-train.':>12}{'MACs/face':>14}")
+    for name in list_models():
+        model = create_model(name)
+        counts = count_parameters(model)
+        print(f"{name:<14}{counts.total:>12,}{counts.trainable:>12,}{counts.non_trainable:>12,}"
+              f"{macs_per_face(model):>14,}")
+
+
+def _cmd_data_info(args: argparse.Namespace) -> None:
+    from ferkit.data import apply_protocol, load_dataset
+
+    data = load_dataset(args.path, args.votes, use_cache=not args.no_cache)
+    classes = data.classes
+    print(f"source: {data.source} ({data.kind}), label mode: {args.mode}")
+    print(f"{'split':<8}{'faces':>8}{'kept':>8}  " + " ".join(f"{c[:9]:>9}" for c in classes))
+    for split, raw in data.splits.items():
+        labelled = apply_protocol(raw, args.mode, len(classes))
+        counts = labelled.class_counts(len(classes))
+        print(f"{split:<8}{len(raw):>8,}{len(labelled):>8,}  " + " ".join(f"{int(n):>9,}" for n in counts))
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from ferkit.training import build_config, fit
+    from ferkit.training.config import config_fields
+
+    overrides = {name: getattr(args, name) for name in config_fields() if hasattr(args, name)}
+    config = build_config(args.config, overrides)
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    run_dir = fit(config, resume=args.resume)
+    if rank_zero_only.rank == 0:
+        print(f"run folder: {run_dir}")
+
+
+def _yaml_value(text: str) -> Any:
+    """Parse a YAML/JSON value given on the command line (for dict options such as model_kwargs)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"not a YAML value: {text} ({exc})") from exc
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """One --option per TrainConfig field; values given here override the --config file."""
+    from ferkit.training.config import TrainConfig, config_fields
+
+    defaults = TrainConfig()
+    for name in config_fields():
+        flag = "--" + name.replace("_", "-")
+        default = getattr(defaults, name)
+        kind: Any
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"(default: {default})")
+            continue
+        if isinstance(default, dict):
+            kind = _yaml_value
+        elif isinstance(default, (int, float)) and not isinstance(default, bool):
+            kind = float if isinstance(default, float) or name.startswith("limit_") else int
+        else:
+            kind = str
+        parser.add_argument(flag, dest=name, type=kind, default=None, help=f"(default: {default!r})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `ferkit` command."""
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition trained on FER+.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    models = commands.add_parser("models", help="list the registered models with parameters and MACs per face")
+    models.set_defaults(func=_cmd_models)
+
+    data = commands.add_parser("data", help="data set tools")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    info = data_commands.add_parser("info", help="faces per split and class under a label mode")
+    info.add_argument("path", help="FER+ folder or .tar.gz, fer2013.csv, or image folder root/<split>/<emotion>/")
+    info.add_argument("--votes", help="fer2013new.csv, to read fer2013.csv with FER+ votes")
+    info.add_argument("--mode", default="majority", choices=("majority", "soft", "probability"))
+    info.add_argument("--no-cache", action="store_true", help="neither read nor write the decoded-data cache")
+    info.set_defaults(func=_cmd_data_info)
+
+    train = commands.add_parser("train", help="train a model; writes a run folder")
+    train.add_argument("--config", help="YAML file of options; command-line options override it")
+    train.add_argument("--resume", action="store_true", help="continue the run --name from its last checkpoint")
+    _add_train_options(train)
+    train.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `ferkit` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    try:
+        args.func(args)
+    except FerkitError as exc:
+        print(f"ferkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ferkit: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Exceptions raised by ferkit; every message says what to do about it."""
+
+from __future__ import annotations
+
+
+class FerkitError(Exception):
+    """Base class of every error ferkit raises on purpose."""
+
+
+class DataError(FerkitError):
+    """A data set file or folder is missing, malformed or inconsistent."""
+
+
+class ModelNotFoundError(FerkitError, KeyError):
+    """An unknown model name was asked of the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class CheckpointError(FerkitError):
+    """A weights file or its metadata is missing, corrupt or does not match the model."""
+
+
+class ConfigError(FerkitError):
+    """A training configuration value is unknown or invalid."""

@@ -1,0 +1,131 @@
+"""Weights on disk: safetensors for tensors, JSON beside it for everything needed to rebuild the model.
+
+No pickles: loading a ferkit model never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ferkit.errors import CheckpointError
+from ferkit.models import create_model
+from ferkit.preprocessing import Preprocessing
+
+WEIGHTS_FILE = "weights.safetensors"
+METADATA_FILE = "model.json"
+FORMAT = "ferkit-weights"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model in eval mode with its metadata."""
+
+    model: nn.Module
+    labels: tuple[str, ...]
+    preprocessing: Preprocessing
+    metadata: dict[str, Any]
+    path: Path
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    partial = path.with_name(path.name + ".partial")
+    write(partial)
+    os.replace(partial, path)
+
+
+def save_weights(model: nn.Module, folder: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write ``weights.safetensors`` and ``model.json`` into ``folder``; returns the weights path.
+
+    ``metadata`` must hold at least ``model`` (registry name), ``model_kwargs``, ``labels`` and
+    ``preprocessing``; the weights' sha256 is added.
+    """
+    for key in ("model", "model_kwargs", "labels", "preprocessing"):
+        if key not in metadata:
+            raise CheckpointError(f"weights metadata needs '{key}'")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / WEIGHTS_FILE
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    _atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata, "sha256": sha256_file(weights)}
+    _atomic_write(folder / METADATA_FILE, lambda p: p.write_text(json.dumps(full, indent=2) + "\n"))
+    return weights
+
+
+def resolve_weights(path: str | Path) -> tuple[Path, Path]:
+    """Return (weights file, metadata file) for a run folder, a .safetensors file or a model.json."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder; give a run folder or a .safetensors file")
+    if path.is_dir():
+        weights, meta = path / WEIGHTS_FILE, path / METADATA_FILE
+    elif path.suffix == ".json":
+        weights, meta = path.with_suffix(".safetensors"), path
+        if not weights.exists():
+            weights = path.parent / WEIGHTS_FILE
+    elif path.suffix == ".safetensors":
+        weights, meta = path, path.with_suffix(".json")
+        if not meta.exists():
+            meta = path.parent / METADATA_FILE
+    else:
+        raise CheckpointError(f"{path}: not ferkit weights; give a run folder or a .safetensors file with its .json")
+    for file in (weights, meta):
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing; ferkit weights are a .safetensors file with a JSON beside it")
+    return weights, meta
+
+
+def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
+    """Rebuild a model from ferkit weights, checking the hash and the architecture.
+
+    Args:
+        path: a run folder, a ``.safetensors`` file or its ``.json``.
+        verify: compare the weights' sha256 with the one in the JSON.
+    """
+    weights, meta_file = resolve_weights(path)
+    try:
+        metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{meta_file}: not valid JSON ({exc})") from exc
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_file}: not a ferkit weights description (no \"format\": \"{FORMAT}\")")
+    if verify and metadata.get("sha256") != sha256_file(weights):
+        raise CheckpointError(f"{weights}: sha256 differs from {meta_file.name}; the file is corrupt or was replaced")
+    try:
+        labels = tuple(str(label) for label in metadata["labels"])
+        model = create_model(str(metadata["model"]), num_classes=len(labels), **dict(metadata["model_kwargs"]))
+        preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{meta_file}: incomplete or invalid metadata ({exc})") from exc
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{weights}: tensors do not fit model '{metadata['model']}' {metadata['model_kwargs']}: {exc}"
+        ) from exc
+    model.eval()
+    return LoadedModel(model=model, labels=labels, preprocessing=preprocessing, metadata=metadata, path=weights)

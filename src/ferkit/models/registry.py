@@ -1,0 +1,40 @@
+"""A small model registry: register_model, list_models, create_model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from torch import nn
+
+from ferkit.errors import ModelNotFoundError
+
+M = TypeVar("M", bound=Callable[..., nn.Module])
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(name: str) -> Callable[[M], M]:
+    """Decorator that registers a model class or builder under ``name``."""
+
+    def wrapper(builder: M) -> M:
+        if name in _MODELS:
+            raise ValueError(f"a model is already registered as '{name}'")
+        _MODELS[name] = builder
+        return builder
+
+    return wrapper
+
+
+def list_models() -> list[str]:
+    """Return the registered model names, sorted."""
+    return sorted(_MODELS)
+
+
+def create_model(name: str, **kwargs: object) -> nn.Module:
+    """Build the model registered as ``name`` with keyword arguments ``kwargs``."""
+    if name not in _MODELS:
+        raise ModelNotFoundError(f"unknown model '{name}'; available models: {', '.join(list_models())}")
+    try:
+        return _MODELS[name](**kwargs)
+    except TypeError as exc:
+        raise ModelNotFoundError(f"model '{name}' does not accept these arguments {kwargs}: {exc}") from exc

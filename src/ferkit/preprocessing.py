@@ -1,0 +1,39 @@
+"""The one definition of how a gray face becomes model input; stored with every set of weights."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Faces are gray, ``size`` x ``size``, scaled to [0, 1], then standardised with ``mean``/``std``."""
+
+    size: int = 48
+    mean: float = 0.5
+    std: float = 0.25
+
+    def normalize(self, faces: torch.Tensor) -> torch.Tensor:
+        """Standardise float faces in [0, 1] of shape (N, 1, H, W)."""
+        return (faces - self.mean) / self.std
+
+    def to_unit(self, faces: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 gray faces (N, H, W) -> float tensor (N, 1, H, W) in [0, 1]."""
+        tensor = torch.as_tensor(faces)
+        if tensor.ndim != 3:
+            raise ValueError(f"expected gray faces of shape (N, H, W), got {tuple(tensor.shape)}")
+        return tensor.unsqueeze(1).float().div_(255.0)
+
+    def __call__(self, faces: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """uint8 gray faces (N, H, W) -> normalised model input (N, 1, H, W)."""
+        return self.normalize(self.to_unit(faces))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"color": "gray", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> "Preprocessing":
+        return cls(size=int(values["size"]), mean=float(values["mean"]), std=float(values["std"]))  # type: ignore[arg-type]

@@ -1,0 +1,125 @@
+"""fit(): one training run from a TrainConfig to a run folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+
+from ferkit.data.datamodule import FerDataModule
+from ferkit.data.load import load_dataset
+from ferkit.errors import ConfigError
+from ferkit.inference.checkpoint import load_model
+from ferkit.models import create_model, layer_table
+from ferkit.preprocessing import Preprocessing
+from ferkit.training.callbacks import BestWeightsSaver, HistoryWriter
+from ferkit.training.config import TrainConfig
+from ferkit.training.module import FerClassifier
+
+logger = logging.getLogger(__name__)
+LAST_CHECKPOINT = "checkpoints/last.ckpt"
+
+
+def _precision(config: TrainConfig) -> str:
+    if config.precision != "auto":
+        return config.precision
+    return "16-mixed" if torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda") else "bf16-mixed"
+
+
+def _devices(value: str) -> Any:
+    return int(value) if value.isdigit() else value
+
+
+def run_dir_for(config: TrainConfig) -> Path:
+    """The run folder: OUT/NAME, NAME defaulting to <model>-<timestamp>."""
+    name = config.name or f"{config.model}-{datetime.now():%Y%m%d-%H%M%S}"
+    return Path(config.out) / name
+
+
+def fit(config: TrainConfig, resume: bool = False) -> Path:
+    """Train one model and return its run folder.
+
+    The folder holds weights.safetensors + model.json (best epoch), history.json/.csv,
+    model_summary.txt, config.yaml and checkpoints/last.ckpt for resuming.
+
+    Args:
+        config: the run's configuration (``config.data`` is required).
+        resume: continue from the run folder's last checkpoint (``config.name`` must name it).
+    """
+    if not config.data:
+        raise ConfigError("no data set given: set 'data' to a FER+ folder or .tar.gz, fer2013.csv or an image folder")
+    run_dir = run_dir_for(config)
+    last = run_dir / LAST_CHECKPOINT
+    if resume and not last.is_file():
+        raise ConfigError(f"cannot resume: {last} does not exist (name the run with --name)")
+    if not resume and (run_dir / "model.json").exists():
+        raise ConfigError(f"{run_dir} already holds a run; choose another --name or pass --resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+
+    data = load_dataset(config.data, config.votes_csv, progress=config.progress)
+    datamodule = FerDataModule(
+        data, config.label_mode, config.batch_size, balanced_sampling=config.class_balance == "sampler",
+        seed=config.seed, num_workers=config.num_workers,
+    )
+    model_kwargs = dict(config.model_kwargs)
+    model = create_model(config.model, num_classes=datamodule.num_classes, **model_kwargs)
+    preprocessing = Preprocessing()
+    module = FerClassifier(model, config, datamodule.class_prior().tolist(), preprocessing)
+
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    (run_dir / "model_summary.txt").write_text(layer_table(model))
+    metadata = {
+        "model": config.model,
+        "model_kwargs": model_kwargs,
+        "labels": list(data.classes),
+        "preprocessing": preprocessing.to_dict(),
+        "temperature": 1.0,
+        "label_mode": config.label_mode,
+        "data": {"source": data.source, "kind": data.kind, "fingerprint": data.fingerprint,
+                 "train_faces": len(datamodule.train), "valid_faces": len(datamodule.valid)},
+        "training": config.to_dict(),
+    }
+    # history.csv / history.json are the per-epoch CSV log; TensorBoard is optional.
+    loggers: list[Logger] = []
+    if config.tensorboard:
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
+    mode = "min" if config.monitor.endswith("loss") else "max"
+    trainer = L.Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=_devices(config.devices),
+        strategy=config.strategy,
+        num_nodes=config.num_nodes,
+        precision=_precision(config),  # type: ignore[arg-type]
+        gradient_clip_val=config.gradient_clip or None,
+        limit_train_batches=config.limit_train_batches,
+        limit_val_batches=config.limit_val_batches,
+        logger=loggers or False,
+        callbacks=[
+            HistoryWriter(run_dir),
+            BestWeightsSaver(run_dir, config.monitor, metadata),
+            EarlyStopping(config.monitor, patience=config.early_stopping_patience, mode=mode),
+            ModelCheckpoint(run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                            enable_version_counter=False),
+        ],
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        deterministic=False,
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    if trainer.is_global_zero:
+        best = load_model(run_dir)  # EarlyStopping restores the best weights
+        module.model.load_state_dict(best.model.state_dict())
+        logger.info("trained %s in %.0f s; best %s at epoch %s", config.model, time.perf_counter() - started,
+                    config.monitor, best.metadata.get("epoch"))
+    return run_dir

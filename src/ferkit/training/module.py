@@ -1,0 +1,116 @@
+"""The LightningModule: a plain ferkit model plus loss, metrics, optimiser and schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ferkit.data.augment import BatchAugment
+from ferkit.preprocessing import Preprocessing
+from ferkit.training.config import TrainConfig
+
+
+class FerClassifier(L.LightningModule):
+    """Trains ``model`` under ``config``.
+
+    Args:
+        model: a ferkit model mapping (N, 1, 48, 48) to (N, C) logits.
+        config: the run's configuration.
+        class_prior: training class frequencies, used by class_balance "weights" and "logit_adjust".
+        preprocessing: input normalisation (stored with the weights).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        class_prior: list[float],
+        preprocessing: Preprocessing | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters({"config": config.to_dict(), "class_prior": class_prior})
+        self.model = model
+        self.config = config
+        self.preprocessing = preprocessing or Preprocessing()
+        self.augment = BatchAugment(config.augment_config, seed=config.seed)
+        prior = torch.tensor(class_prior, dtype=torch.float32)
+        weights = prior.reciprocal() / prior.reciprocal().mean() if config.class_balance == "weights" else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        # Logit adjustment (Menon et al., ICLR 2021): train on logits + tau * log(prior), predict
+        # with the raw logits, so rare classes get a larger margin.
+        adjust = config.logit_adjust_tau * prior.log() if config.class_balance == "logit_adjust" else None
+        self.register_buffer("logit_offset", adjust, persistent=False)
+        num_classes = len(class_prior)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_balanced_acc = MulticlassAccuracy(num_classes, average="macro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        faces, targets = batch
+        x = self.preprocessing.to_unit(faces)
+        if self.trainer is not None and self.trainer.training:
+            x = self.augment(x)
+        return self.preprocessing.normalize(x), targets.float()
+
+    def _train_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        if self.config.label_mode == "probability":
+            return torch.multinomial(targets, 1).squeeze(1)
+        if self.config.label_mode == "majority":
+            return targets.argmax(dim=1)
+        return targets  # soft: the vote distribution itself
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, targets = batch
+        logits = self(x).float()
+        train_logits = logits + self.logit_offset if self.logit_offset is not None else logits
+        loss = F.cross_entropy(
+            train_logits, self._train_targets(targets), weight=self.class_weights,
+            label_smoothing=self.config.label_smoothing,
+        )
+        self.train_acc(logits.argmax(dim=1), targets.argmax(dim=1))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, targets = batch
+        logits = self(x).float()
+        labels = targets.argmax(dim=1)
+        self.log("val_loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True, sync_dist=True)
+        self.val_acc(logits, labels)
+        self.val_balanced_acc(logits, labels)
+        self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log("val_balanced_acc", self.val_balanced_acc, on_epoch=True)
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.config
+        # L2 on conv and dense weights only (as Keras kernel_regularizer), not on biases or BatchNorm.
+        decay = [p for p in self.model.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
+        optimizer = torch.optim.Adam(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+        )
+        if cfg.scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+            )
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+        warmup, total = cfg.warmup_epochs, cfg.epochs
+
+        def cosine(epoch: int) -> float:
+            if epoch < warmup:
+                return (epoch + 1) / (warmup + 1)
+            progress = (epoch - warmup) / max(1, total - warmup)
+            return max(cfg.min_lr / cfg.lr, 0.5 * (1 + math.cos(math.pi * progress)))
+
+        return {"optimizer": optimizer, "lr_scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)}
