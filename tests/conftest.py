@@ -77,3 +77,30 @@ def full_ferplus_path() -> Path | None:
     candidates = [Path(env)] if env else []
     candidates.append(REPO.parent / "shared" / "data" / "ferplus" / "ferplus.tar.gz")
     return next((p for p in candidates if p.exists()), None)
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few hundred synthetic faces in the FER+ layout."""
+    return write_ferplus(tmp_path_factory.mktemp("data"), {"train": 256, "valid": 64, "test": 64})
+
+
+@pytest.fixture(scope="session")
+def trained_run(smoke_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder from a short real training run on ``smoke_data`` (fernet, 3 epochs)."""
+    from ferkit.training import build_config, fit
+
+    out = tmp_path_factory.mktemp("runs")
+    config = build_config(overrides={
+        "data": str(smoke_data), "out": str(out), "name": "tiny", "model": "fernet", "epochs": 3,
+        "batch_size": 32, "lr": 0.003, "progress": False, "seed": 3,
+    })
+    old = os.environ.get("FERKIT_CACHE")
+    os.environ["FERKIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        return fit(config)
+    finally:
+        if old is None:
+            os.environ.pop("FERKIT_CACHE")
+        else:
+            os.environ["FERKIT_CACHE"] = old

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_ferplus
 from ferkit.cli import main
 from ferkit.data import apply_protocol, load_dataset
 from ferkit.inference import load_model
@@ -15,11 +14,6 @@ from ferkit.labels import EMOTIONS
 
 RUN_FILES = {"weights.safetensors", "model.json", "history.json", "history.csv", "model_summary.txt",
              "config.yaml", "checkpoints"}
-
-
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_ferplus(tmp_path_factory.mktemp("data"), {"train": 256, "valid": 64, "test": 64})
 
 
 def _train(data: Path, out: Path, *extra: str) -> int:

@@ -54,6 +54,58 @@ def _cmd_train(args: argparse.Namespace) -> None:
         print(f"run folder: {run_dir}")
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from ferkit.data import load_dataset
+    from ferkit.evaluation.evaluate import EvalOptions, run_evaluation
+    from ferkit.inference.bundled import default_weights
+
+    weights = args.weights or [default_weights()]
+    options = EvalOptions(split=args.split, tta=args.tta == "hflip", min_confidence=args.min_confidence,
+                          robustness=args.robustness, gradcam=args.gradcam)
+    data = load_dataset(args.data, args.votes)
+    report = run_evaluation(weights, data, args.out, options)
+    print(f"report: {report}")
+
+
+def _cmd_explain(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    import numpy as np
+
+    from ferkit.data.images import read_face
+    from ferkit.explain.cli_figures import all_classes_figure, explanation_figure
+    from ferkit.explain.gradcam import gradcam_faces
+    from ferkit.inference.bundled import default_weights
+    from ferkit.inference.classifier import FaceClassifier
+
+    classifier = FaceClassifier.from_path(args.weights or default_weights())
+    names, prep = classifier.labels, classifier.loaded.preprocessing
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for image_path in map(Path, args.images):
+        try:
+            face = read_face(image_path, resize=True)  # the whole image is taken as one face crop
+        except FerkitError as exc:
+            print(f"ferkit: skipped {image_path}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        faces = face[None]
+        probs = classifier.probabilities(faces)[0]
+        if args.all_classes:
+            maps = np.concatenate([gradcam_faces(classifier.model, faces, prep, target=k) for k in range(len(names))])
+            fig = all_classes_figure(face, maps, probs, names)
+        else:
+            k = int(probs.argmax())
+            fig = explanation_figure(face, gradcam_faces(classifier.model, faces, prep, target=k)[0],
+                                     f"{names[k]} ({probs[k]:.2f})")
+        target = out / f"{image_path.stem}_gradcam.png"
+        fig.savefig(target, dpi=110)
+        print(f"{image_path}: {names[int(probs.argmax())]} {probs.max():.2f} -> {target}")
+    if failures:
+        raise FerkitError(f"{failures} of {len(args.images)} images could not be read")
+
+
 def _yaml_value(text: str) -> Any:
     """Parse a YAML/JSON value given on the command line (for dict options such as model_kwargs)."""
     try:
@@ -101,6 +153,26 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--mode", default="majority", choices=("majority", "soft", "probability"))
     info.add_argument("--no-cache", action="store_true", help="neither read nor write the decoded-data cache")
     info.set_defaults(func=_cmd_data_info)
+
+    evaluate = commands.add_parser("evaluate", help="metrics, plots and a report for trained weights")
+    evaluate.add_argument("--weights", action="append", help="run folder or .safetensors; repeat to compare "
+                          "(default: the bundled model)")
+    evaluate.add_argument("--data", required=True, help="data set path (as for train)")
+    evaluate.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
+    evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    evaluate.add_argument("--tta", default="none", choices=("none", "hflip"), help="test-time augmentation")
+    evaluate.add_argument("--min-confidence", type=float, help="faces below it count as uncertain")
+    evaluate.add_argument("--robustness", action="store_true", help="re-score under occlusion, light, blur, noise, rotation, crops")
+    evaluate.add_argument("--gradcam", action="store_true", help="class-average Grad-CAM and example grids")
+    evaluate.add_argument("--out", default="evaluation", help="output folder")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    explain = commands.add_parser("explain", help="Grad-CAM overlays for face images")
+    explain.add_argument("images", nargs="+", help="image files (each taken as one face crop)")
+    explain.add_argument("--weights", help="run folder or .safetensors (default: the bundled model)")
+    explain.add_argument("--all-classes", action="store_true", help="one panel per emotion")
+    explain.add_argument("--out", default="explanations", help="output folder")
+    explain.set_defaults(func=_cmd_explain)
 
     train = commands.add_parser("train", help="train a model; writes a run folder")
     train.add_argument("--config", help="YAML file of options; command-line options override it")

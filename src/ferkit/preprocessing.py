@@ -22,7 +22,7 @@ class Preprocessing:
 
     def to_unit(self, faces: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 gray faces (N, H, W) -> float tensor (N, 1, H, W) in [0, 1]."""
-        tensor = torch.as_tensor(faces)
+        tensor = faces if isinstance(faces, torch.Tensor) else torch.from_numpy(np.array(faces, dtype=np.uint8))
         if tensor.ndim != 3:
             raise ValueError(f"expected gray faces of shape (N, H, W), got {tuple(tensor.shape)}")
         return tensor.unsqueeze(1).float().div_(255.0)

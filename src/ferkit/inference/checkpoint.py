@@ -129,3 +129,12 @@ def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
         ) from exc
     model.eval()
     return LoadedModel(model=model, labels=labels, preprocessing=preprocessing, metadata=metadata, path=weights)
+
+
+def update_metadata(path: str | Path, values: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``values`` into the JSON of existing weights (the tensors and their hash are unchanged)."""
+    _, meta_file = resolve_weights(path)
+    metadata = json.loads(meta_file.read_text(encoding="utf-8"))
+    metadata.update(values)
+    _atomic_write(meta_file, lambda p: p.write_text(json.dumps(metadata, indent=2) + "\n"))
+    return metadata

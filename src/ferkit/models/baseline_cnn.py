@@ -13,7 +13,7 @@ from ferkit.models.registry import register_model
 class BaselineCNN(FerModel):
     """Blocks of 64 and 128 filters, Flatten (12x12x128), Dense(C)."""
 
-    gradcam_layer = "features.1"
+    gradcam_layer = "features.1.5"  # last BatchNorm of the 128 block, at 24x24 (before pooling)
 
     def __init__(self, num_classes: int = 8, dropout: float = 0.25) -> None:
         super().__init__(num_classes)

@@ -26,7 +26,7 @@ class DeepCNN(FerModel):
     (5,870,280 trainable + 2,816 non-trainable). L2 regularisation is the optimiser's weight decay.
     """
 
-    gradcam_layer = "features.2"
+    gradcam_layer = "features.2.5"  # last BatchNorm of the 256 block, at 12x12 (before pooling)
 
     def __init__(self, num_classes: int = 8, dropout: float = 0.25, head_dropout: float = 0.5) -> None:
         super().__init__(num_classes)

@@ -44,7 +44,7 @@ class FerNet(FerModel):
     brows, mouth) are a few pixels wide.
     """
 
-    gradcam_layer = "features.3"
+    gradcam_layer = "features.2"  # the 12x12 stage: finer maps than the 6x6 one
 
     def __init__(
         self,

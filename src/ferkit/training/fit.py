@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from ferkit.data.datamodule import FerDataModule
 from ferkit.data.load import load_dataset
 from ferkit.errors import ConfigError
+from ferkit.evaluation.calibration import calibrate_weights
 from ferkit.inference.checkpoint import load_model
 from ferkit.models import create_model, layer_table
 from ferkit.preprocessing import Preprocessing
@@ -120,6 +121,8 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
     if trainer.is_global_zero:
         best = load_model(run_dir)  # EarlyStopping restores the best weights
         module.model.load_state_dict(best.model.state_dict())
-        logger.info("trained %s in %.0f s; best %s at epoch %s", config.model, time.perf_counter() - started,
-                    config.monitor, best.metadata.get("epoch"))
+        calibration = calibrate_weights(run_dir, datamodule.valid)
+        logger.info("trained %s in %.0f s; best %s at epoch %s; temperature %.3f", config.model,
+                    time.perf_counter() - started, config.monitor, best.metadata.get("epoch"),
+                    calibration["temperature"])
     return run_dir

@@ -1,0 +1,93 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_ferplus
+from ferkit.cli import main
+from ferkit.data import load_dataset
+from ferkit.errors import DataError, FerkitError
+from ferkit.evaluation.evaluate import EvalOptions, evaluate_weights, run_evaluation
+from ferkit.inference.checkpoint import load_model
+
+ALL_FILES = {"metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png", "reliability.png",
+             "coverage.png", "history.png", "robustness.png", "gradcam_class_average.png", "gradcam_examples.png",
+             "report.md"}
+
+
+def test_training_stores_a_temperature_fitted_on_valid(trained_run: Path):
+    meta = load_model(trained_run).metadata
+    assert meta["calibration"]["fitted_on"] == "valid" and meta["calibration"]["faces"] == 64
+    assert meta["temperature"] == meta["calibration"]["temperature"] > 0
+    assert meta["calibration"]["nll_after"] <= meta["calibration"]["nll_before"] + 1e-9
+
+
+def test_evaluate_writes_every_file(trained_run: Path, smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--weights", str(trained_run), "--data", str(smoke_data), "--out", str(out),
+                 "--tta", "hflip", "--robustness", "--gradcam", "--min-confidence", "0.5"])
+    assert code == 0, capsys.readouterr().err
+    assert ALL_FILES <= {p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 64 and metrics["tta"] == "hflip" and metrics["protocol"] == "FER+ majority vote"
+    assert set(metrics["robustness"]) >= {"occlude_eyes", "crop_tight_80%", "crop_loose_+10%"}
+    assert 0 <= metrics["abstention"]["coverage"] <= 1
+    assert sum(map(sum, metrics["confusion_matrix"])) == 64
+    assert metrics["best_performance"]["epochs"] == 3
+    report = (out / "report.md").read_text()
+    for figure in ALL_FILES - {"metrics.json", "classification_report.txt", "report.md"}:
+        assert f"]({figure})" in report
+    assert "macro avg" in report and "Best performance" in report
+
+
+def test_metrics_match_a_direct_computation(trained_run: Path, smoke_data: Path, tmp_path: Path):
+    data = load_dataset(smoke_data)
+    metrics = evaluate_weights(trained_run, data, tmp_path, EvalOptions())
+    loaded = load_model(trained_run)
+    from ferkit.data import apply_protocol
+
+    test = apply_protocol(data.split("test"), "majority", 8)
+    predicted = loaded.model(loaded.preprocessing(test.images)).argmax(dim=1).numpy()
+    assert metrics["accuracy"] == pytest.approx(float((predicted == test.labels).mean()))
+    assert metrics["temperature"] == pytest.approx(loaded.metadata["temperature"])
+
+
+def test_several_weights_give_a_comparison_table(trained_run: Path, smoke_data: Path, tmp_path: Path):
+    other = tmp_path / "copy"
+    other.mkdir()
+    for name in ("weights.safetensors", "model.json"):
+        (other / name).write_bytes((trained_run / name).read_bytes())
+    report = run_evaluation([trained_run, other], load_dataset(smoke_data), tmp_path / "cmp", EvalOptions())
+    text = report.read_text()
+    assert "| weights | model | parameters | best val accuracy" in text
+    assert "| tiny | fernet | 1,264,744 |" in text and "| copy | fernet |" in text
+    assert (tmp_path / "cmp" / "tiny" / "metrics.json").is_file() and (tmp_path / "cmp" / "copy" / "roc.png").is_file()
+
+
+def test_mismatched_labels_and_missing_split(trained_run: Path, tmp_path: Path):
+    from PIL import Image
+
+    root = tmp_path / "seven"
+    (root / "test" / "happy").mkdir(parents=True)
+    (root / "test" / "sad").mkdir(parents=True)
+    Image.new("L", (48, 48)).save(root / "test" / "happy" / "a.png")
+    Image.new("L", (48, 48)).save(root / "test" / "sad" / "b.png")
+    with pytest.raises(FerkitError, match="the weights predict neutral, .* but .* is labelled happiness, sadness"):
+        evaluate_weights(trained_run, load_dataset(root), tmp_path / "e", EvalOptions())
+    only_test = write_ferplus(tmp_path / "only_test", {"test": 8})
+    with pytest.raises(DataError, match="has no 'valid' split"):
+        evaluate_weights(trained_run, load_dataset(only_test), tmp_path / "e", EvalOptions(split="valid"))
+
+
+def test_explain_writes_overlays(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from PIL import Image
+
+    face = np.random.default_rng(0).integers(0, 255, (150, 150), dtype=np.uint8)
+    Image.fromarray(face).save(tmp_path / "face.png")
+    (tmp_path / "broken.jpg").write_text("not an image")
+    code = main(["explain", str(tmp_path / "face.png"), str(tmp_path / "broken.jpg"), "--weights", str(trained_run),
+                 "--out", str(tmp_path / "x"), "--all-classes"])
+    assert code == 2  # one image failed, the other was still written
+    assert (tmp_path / "x" / "face_gradcam.png").is_file()
+    assert "broken.jpg" in capsys.readouterr().err

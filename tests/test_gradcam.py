@@ -1,0 +1,78 @@
+"""Grad-CAM on a tiny 1-channel net with fixed weights, whose maps are known exactly."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ferkit.explain import gradcam, overlay, overlay_on_image
+from ferkit.models import FerModel, create_model
+
+
+class TinyNet(FerModel):
+    """features: identity 1x1 conv; head: global mean -> logits (+mean, -mean)."""
+
+    gradcam_layer = "features"
+
+    def __init__(self) -> None:
+        super().__init__(num_classes=2)
+        self.features = nn.Conv2d(1, 1, 1)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 2, bias=False))
+        with torch.no_grad():
+            self.features.weight.fill_(1.0)
+            self.features.bias.zero_()
+            self.head[2].weight.copy_(torch.tensor([[1.0], [-1.0]]))
+
+
+INPUT = torch.tensor([[[[0.0, 1.0, 2.0, 4.0], [1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0], [2.0, 2.0, 2.0, 2.0]]]])
+
+
+def test_exact_map_for_the_supported_class():
+    # dlogit0/dA = 1/16 everywhere -> weight 1/16 -> cam = A/16 -> scaled by its max (4/16): A/4
+    maps = gradcam(TinyNet(), INPUT, target=0)
+    np.testing.assert_allclose(maps[0], INPUT[0, 0].numpy() / 4, rtol=1e-6)
+
+
+def test_opposed_class_gives_an_all_zero_map():
+    np.testing.assert_array_equal(gradcam(TinyNet(), INPUT, target=1)[0], np.zeros((4, 4), np.float32))
+
+
+def test_default_target_is_the_predicted_class():
+    np.testing.assert_allclose(gradcam(TinyNet(), INPUT)[0], gradcam(TinyNet(), INPUT, target=0)[0])
+    np.testing.assert_allclose(gradcam(TinyNet(), -INPUT)[0], gradcam(TinyNet(), -INPUT, target=1)[0])
+
+
+def _hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", ["fernet", "deep_cnn"])
+def test_real_models_maps_are_in_range_and_hooks_are_removed(name: str):
+    torch.manual_seed(0)
+    model = create_model(name).train()
+    maps = gradcam(model, torch.randn(3, 1, 48, 48), target=[0, 3, 7])
+    assert maps.shape == (3, 48, 48) and maps.dtype == np.float32
+    assert maps.min() >= 0 and maps.max() <= 1
+    assert _hook_count(model) == 0
+    assert model.training  # mode restored
+
+
+def test_hooks_are_removed_when_the_call_fails():
+    model = TinyNet()
+    with pytest.raises(Exception):
+        gradcam(model, torch.zeros(1, 1, 4, 4), target=5)  # no class 5
+    assert _hook_count(model) == 0
+
+
+def test_overlay_shapes_and_blend():
+    face = np.full((48, 48), 100, np.uint8)
+    heat = np.zeros((4, 4), np.float32)
+    out = overlay(face, heat, alpha=0.5)
+    assert out.shape == (48, 48, 3) and out.dtype == np.uint8
+    # jet(0) is dark blue (0, 0, 127.5): half of it blended onto gray 100
+    np.testing.assert_array_equal(out[0, 0], np.round(np.array([50, 50, 50 + 127.5 / 2])).astype(np.uint8))
+    photo = np.zeros((100, 120, 3), np.uint8)
+    painted = overlay_on_image(photo, (10, 20, 30, 40), np.ones((48, 48), np.float32))
+    assert painted[:20].sum() == 0 and painted[20:60, 10:40].sum() > 0 and painted[60:].sum() == 0
+    edge = overlay_on_image(photo, (100, 80, 50, 50), np.ones((48, 48), np.float32))  # box leaves the image
+    assert edge[80:, 100:].sum() > 0 and edge.shape == photo.shape

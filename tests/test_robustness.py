@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from ferkit.evaluation.robustness import (
+    EYES_BAND,
+    brightness,
+    corruptions,
+    gaussian_blur,
+    gaussian_noise,
+    occlude_band,
+    recrop,
+    rotate,
+)
+
+FACES = np.random.default_rng(0).integers(0, 256, (3, 48, 48)).astype(np.uint8)
+
+
+def test_every_corruption_keeps_shape_and_dtype():
+    for name, corrupt in corruptions().items():
+        out = corrupt(FACES)
+        assert out.shape == FACES.shape and out.dtype == np.uint8, name
+    assert len(corruptions()) == 10
+
+
+def test_occlusion_zeroes_exactly_the_band():
+    out = occlude_band(EYES_BAND)(FACES)
+    assert (out[:, 14:24] == 0).all()  # rows 0.30*48=14.4 -> 14 .. 0.50*48 = 24
+    np.testing.assert_array_equal(out[:, :14], FACES[:, :14])
+    np.testing.assert_array_equal(out[:, 24:], FACES[:, 24:])
+
+
+def test_brightness_scales_and_clips():
+    faces = np.array([[[100, 200]]], np.uint8)
+    assert brightness(0.6)(faces).tolist() == [[[60, 120]]]
+    assert brightness(1.4)(faces).tolist() == [[[140, 255]]]
+
+
+def test_blur_keeps_flat_images_and_noise_is_seeded():
+    flat = np.full((1, 48, 48), 77, np.uint8)
+    np.testing.assert_array_equal(gaussian_blur(1.5)(flat), flat)
+    np.testing.assert_array_equal(gaussian_noise(15)(FACES), gaussian_noise(15)(FACES))
+    assert np.abs(gaussian_noise(15)(flat).astype(int) - 77).mean() == pytest.approx(15 * np.sqrt(2 / np.pi), rel=0.1)
+
+
+def test_zero_rotation_is_the_identity_and_rotation_moves_pixels():
+    np.testing.assert_array_equal(rotate(0)(FACES), FACES)
+    assert not np.array_equal(rotate(15)(FACES), FACES)
+
+
+def test_crops_zoom_in_and_out():
+    face = np.zeros((1, 48, 48), np.uint8)
+    face[0, 19:29, 19:29] = 255  # a 10x10 centred square
+    tight = recrop(0.8)(face)
+    loose = recrop(1.2)(face)
+    assert (tight > 128).sum() > (face > 128).sum() > (loose > 128).sum()
