@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/ferplus/ferplus.tar.gz
 
-.PHONY: setup run test test-all benchmark
+.PHONY: setup run test benchmark
 
 # torch==2.13.0 first: it is the CPU build; any other torch request pulls a multi-GB CUDA build.
 $(BIN)/ferkit: pyproject.toml
@@ -18,10 +18,8 @@ setup: $(BIN)/ferkit
 run: setup
 	$(BIN)/ferkit models
 
+# Every test, the slow ones (two-process DDP, the notebook) included; plain `pytest` skips those.
 test: setup
-	$(BIN)/python -m pytest
-
-test-all: setup
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 benchmark: setup

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ferkit.errors import CheckpointError
-from ferkit.inference import load_model, save_weights
+from ferkit.inference.checkpoint import load_model, save_weights
 from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
 from ferkit.preprocessing import Preprocessing

@@ -9,7 +9,7 @@ import torch
 
 from ferkit.cli import main
 from ferkit.data import apply_protocol, load_dataset
-from ferkit.inference import load_model
+from ferkit.inference.checkpoint import load_model
 from ferkit.labels import EMOTIONS
 
 RUN_FILES = {"weights.safetensors", "model.json", "history.json", "history.csv", "model_summary.txt",

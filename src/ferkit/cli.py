@@ -106,6 +106,56 @@ def _cmd_explain(args: argparse.Namespace) -> None:
         raise FerkitError(f"{failures} of {len(args.images)} images could not be read")
 
 
+def _recognizer(args: argparse.Namespace):  # noqa: ANN202
+    from ferkit.detection import DetectorOptions
+    from ferkit.inference.recognizer import load
+
+    options = DetectorOptions(min_size=args.min_face, score_threshold=args.score_threshold,
+                              max_faces=args.max_faces, largest_only=args.largest_only)
+    return load(args.weights, backend=args.backend, detector=args.detector, detector_options=options,
+                min_confidence=args.min_confidence, tta=args.tta)
+
+
+def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", help="run folder, .safetensors or .onnx (default: the bundled model)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    parser.add_argument("--detector", default="yunet", choices=("yunet", "haar"))
+    parser.add_argument("--min-face", type=int, default=20, help="smallest face side in pixels")
+    parser.add_argument("--score-threshold", type=float, default=0.6, help="lowest face detection score")
+    parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (largest first)")
+    parser.add_argument("--largest-only", action="store_true", help="keep only the largest face")
+    parser.add_argument("--min-confidence", type=float, help="report 'uncertain' below this probability")
+    parser.add_argument("--tta", action="store_true", help="also classify the mirror image (twice the time)")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from ferkit.inference.predict import predict_files
+
+    recognizer = _recognizer(args)
+    failures = predict_files(recognizer, args.paths, recursive=args.recursive, fmt=args.format,
+                             annotate_dir=args.annotate, stream=sys.stdout)
+    if failures and args.strict:
+        raise FerkitError(f"{failures} input(s) could not be read")
+
+
+def _cmd_video(args: argparse.Namespace) -> None:
+    from ferkit.video.process import run_video
+
+    recognizer = _recognizer(args)
+    summary = run_video(recognizer, args.input, args.out, args.csv, args.plot, every=args.every,
+                        smoothing=args.smoothing, max_frames=args.max_frames)
+    print(f"{summary.frames} frames ({summary.unreadable} unreadable skipped), {summary.faces} faces in "
+          f"{len(summary.tracks)} tracks, {summary.fps:.1f} frames/s")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from ferkit.inference.bundled import default_weights
+    from ferkit.inference.onnx_backend import export_onnx
+
+    path = export_onnx(args.weights or default_weights(), args.output)
+    print(f"wrote {path}")
+
+
 def _yaml_value(text: str) -> Any:
     """Parse a YAML/JSON value given on the command line (for dict options such as model_kwargs)."""
     try:
@@ -173,6 +223,32 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--all-classes", action="store_true", help="one panel per emotion")
     explain.add_argument("--out", default="explanations", help="output folder")
     explain.set_defaults(func=_cmd_explain)
+
+    predict = commands.add_parser("predict", help="emotions of every face in images, as JSON lines or CSV")
+    predict.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
+    predict.add_argument("--recursive", action="store_true", help="descend into sub-folders")
+    predict.add_argument("--format", default="json", choices=("json", "csv"))
+    predict.add_argument("--annotate", help="folder for copies of the images with boxes, labels and bars")
+    predict.add_argument("--strict", action="store_true", help="exit non-zero if any input could not be read")
+    _add_recognizer_options(predict)
+    predict.set_defaults(func=_cmd_predict)
+
+    video = commands.add_parser("video", help="emotions over a video file or webcam, with tracking and smoothing")
+    video.add_argument("input", help="video file, or webcam index (0, 1, ...)")
+    video.add_argument("--out", help="annotated video (.mp4)")
+    video.add_argument("--csv", help="timeline CSV: one row per analysed frame per face")
+    video.add_argument("--plot", help="timeline plot (.png)")
+    video.add_argument("--every", type=int, default=1, help="analyse every N-th frame")
+    video.add_argument("--smoothing", type=float, default=0.6, help="EMA weight of the past, 0 to 1")
+    video.add_argument("--max-frames", type=int, help="stop after this many frames (webcams run until stopped)")
+    _add_recognizer_options(video)
+    video.set_defaults(func=_cmd_video)
+
+    export = commands.add_parser("export", help="export weights to ONNX")
+    export.add_argument("output", help="the .onnx file to write")
+    export.add_argument("--format", default="onnx", choices=("onnx",))
+    export.add_argument("--weights", help="run folder or .safetensors (default: the bundled model)")
+    export.set_defaults(func=_cmd_export)
 
     train = commands.add_parser("train", help="train a model; writes a run folder")
     train.add_argument("--config", help="YAML file of options; command-line options override it")

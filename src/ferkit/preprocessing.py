@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -16,19 +19,28 @@ class Preprocessing:
     mean: float = 0.5
     std: float = 0.25
 
-    def normalize(self, faces: torch.Tensor) -> torch.Tensor:
+    def array(self, faces: np.ndarray) -> np.ndarray:
+        """uint8 gray faces (N, H, W) -> float32 model input (N, 1, H, W), without torch."""
+        faces = np.asarray(faces)
+        if faces.ndim != 3:
+            raise ValueError(f"expected gray faces of shape (N, H, W), got {faces.shape}")
+        return ((faces[:, None].astype(np.float32) / 255.0 - self.mean) / self.std).astype(np.float32)
+
+    def normalize(self, faces: "torch.Tensor") -> "torch.Tensor":
         """Standardise float faces in [0, 1] of shape (N, 1, H, W)."""
         return (faces - self.mean) / self.std
 
-    def to_unit(self, faces: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 gray faces (N, H, W) -> float tensor (N, 1, H, W) in [0, 1]."""
+    def to_unit(self, faces: "np.ndarray | torch.Tensor") -> "torch.Tensor":
+        """uint8 gray faces (N, H, W), array or tensor on any device -> float (N, 1, H, W) in [0, 1]."""
+        import torch
+
         tensor = faces if isinstance(faces, torch.Tensor) else torch.from_numpy(np.array(faces, dtype=np.uint8))
         if tensor.ndim != 3:
             raise ValueError(f"expected gray faces of shape (N, H, W), got {tuple(tensor.shape)}")
         return tensor.unsqueeze(1).float().div_(255.0)
 
-    def __call__(self, faces: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 gray faces (N, H, W) -> normalised model input (N, 1, H, W)."""
+    def __call__(self, faces: "np.ndarray | torch.Tensor") -> "torch.Tensor":
+        """uint8 gray faces (N, H, W) -> normalised model input tensor (N, 1, H, W)."""
         return self.normalize(self.to_unit(faces))
 
     def to_dict(self) -> dict[str, object]:

@@ -14,23 +14,31 @@ from ferkit.errors import DataError
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 
 
-def to_gray_array(image: Image.Image) -> np.ndarray:
-    """Convert a PIL image of any mode (RGB, RGBA, palette, CMYK, 16-bit, ...) to uint8 gray (H, W).
-
-    EXIF orientation is applied so that faces come out upright.
-    """
+def _flatten(image: Image.Image) -> Image.Image:
+    """Upright, 8-bit, no alpha: an "L" or "RGB" image from any mode (16-bit, float, CMYK,
+    palette, RGBA, ...). EXIF orientation is applied so that faces come out upright."""
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit and float images: scale the full range to 8 bits instead of clipping at 255.
         values = np.asarray(image, dtype=np.float64)
         top = values.max() if values.size else 0.0
         scale = 255.0 / 65535.0 if top > 255 else 1.0
-        return np.clip(values * scale, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8), mode="L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image)
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image if image.mode in ("L", "RGB") else image.convert("RGB")
+
+
+def to_gray_array(image: Image.Image) -> np.ndarray:
+    """Convert a PIL image of any mode to uint8 gray (H, W), upright."""
+    return np.asarray(_flatten(image).convert("L"), dtype=np.uint8)
+
+
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Convert a PIL image of any mode to uint8 RGB (H, W, 3), upright."""
+    return np.asarray(_flatten(image).convert("RGB"), dtype=np.uint8)
 
 
 def decode_face(data: bytes, where: str, resize: bool) -> np.ndarray:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.data.protocols import LabelledSplit
+from ferkit.inference.base import softmax
 from ferkit.inference.checkpoint import update_metadata
 from ferkit.inference.classifier import FaceClassifier
 
@@ -29,14 +30,6 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
 
     optimizer.step(closure)
     return float(log_t.detach().exp())
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of logits / temperature, in float64."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:

@@ -1,5 +1,4 @@
-"""Inference: weights I/O (safetensors + JSON)."""
+"""Inference: weights I/O (checkpoint), classifier backends (torch, ONNX Runtime), Recognizer.
 
-from ferkit.inference.checkpoint import LoadedModel, load_model, save_weights
-
-__all__ = ["LoadedModel", "load_model", "save_weights"]
+Nothing is imported here so that the ONNX Runtime path never loads torch.
+"""

@@ -1,0 +1,71 @@
+"""The face detector interface: an RGB image in, a list of Face boxes out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face.
+
+    Attributes:
+        box: (x, y, w, h) in image pixels; may reach past the image edges.
+        score: detector confidence in [0, 1].
+        landmarks: ((x, y), ...) right eye, left eye, nose, mouth corners (as the detector
+            gives them), or None.
+    """
+
+    box: tuple[int, int, int, int]
+    score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+
+@dataclass(frozen=True)
+class DetectorOptions:
+    """Filters applied to every detector's raw output.
+
+    Attributes:
+        min_size: smallest face side in pixels.
+        score_threshold: lowest detector confidence kept.
+        max_faces: keep at most this many (largest first); None for all.
+        largest_only: keep only the largest face.
+    """
+
+    min_size: int = 20
+    score_threshold: float = 0.6
+    max_faces: int | None = None
+    largest_only: bool = False
+
+
+class FaceDetector(ABC):
+    """Finds faces in RGB uint8 images (H, W, 3)."""
+
+    name: str = ""
+
+    def __init__(self, options: DetectorOptions | None = None) -> None:
+        self.options = options or DetectorOptions()
+
+    @abstractmethod
+    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
+        """Raw detections, before the shared filters."""
+
+    def detect(self, image_rgb: np.ndarray) -> list[Face]:
+        """Faces in an RGB uint8 image, filtered by the options, largest first."""
+        if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
+            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image_rgb.dtype} {image_rgb.shape}")
+        opts = self.options
+        faces = [
+            f for f in self._detect(image_rgb)
+            if f.score >= opts.score_threshold and min(f.box[2], f.box[3]) >= opts.min_size
+        ]
+        faces.sort(key=lambda f: f.area, reverse=True)
+        limit = 1 if opts.largest_only else opts.max_faces
+        return faces[:limit] if limit is not None else faces

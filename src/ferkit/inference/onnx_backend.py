@@ -1,0 +1,72 @@
+"""ONNX export and the ONNX Runtime backend (no torch at inference)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferkit.errors import CheckpointError
+from ferkit.inference.base import Classifier
+from ferkit.preprocessing import Preprocessing
+
+METADATA_KEY = "ferkit"
+
+
+def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
+    """Export ferkit weights to one self-contained .onnx file with a dynamic batch axis.
+
+    The weights' JSON (labels, preprocessing, temperature, metrics) is stored in the model's
+    metadata under "ferkit", so the file alone is enough to classify faces.
+    """
+    import onnx
+    import torch
+
+    from ferkit.inference.checkpoint import load_model
+
+    loaded = load_model(weights)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    size = loaded.preprocessing.size
+    dummy = torch.zeros(2, 1, size, size)
+    torch.onnx.export(
+        loaded.model.eval(), (dummy,), str(out), input_names=["faces"], output_names=["logits"],
+        dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
+    )
+    model = onnx.load(str(out))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(loaded.metadata)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out
+
+
+class OnnxClassifier(Classifier):
+    """Classify 48x48 gray faces with ONNX Runtime from a file written by export_onnx."""
+
+    def __init__(self, path: str | Path, tta: bool = False, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such ONNX file")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
+            raise CheckpointError(f"{path}: not a readable ONNX model ({exc})") from exc
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise CheckpointError(f"{path}: no ferkit metadata; export it with `ferkit export --format onnx`")
+        self.metadata: dict[str, Any] = json.loads(meta[METADATA_KEY])
+        self.labels = tuple(self.metadata["labels"])
+        self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
+        self.tta = tta
+        self.path = path
+
+    def _logits(self, inputs: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"faces": inputs})[0]

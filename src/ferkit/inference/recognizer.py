@@ -1,0 +1,178 @@
+"""Recognizer: image -> faces -> crops -> probabilities -> one result per face."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferkit.detection import DEFAULT_DETECTOR, DetectorOptions, Face, FaceDetector, create_detector, crop_face
+from ferkit.inference.base import Classifier
+from ferkit.inference.images import ImageSource, load_image
+
+UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """The emotion of one face.
+
+    Attributes:
+        box: (x, y, w, h) in image pixels.
+        emotion: the most probable emotion, or "uncertain" below the recognizer's min_confidence.
+        confidence: probability of the most probable emotion.
+        probabilities: every emotion's probability, in EMOTIONS order.
+        detection_score: the face detector's confidence.
+    """
+
+    box: tuple[int, int, int, int]
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+    detection_score: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": list(self.box),
+            "emotion": self.emotion,
+            "confidence": round(self.confidence, 6),
+            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            "detection_score": round(self.detection_score, 4),
+        }
+
+
+class Recognizer:
+    """Detects faces and classifies their emotions. Thread-safe; one instance can serve many callers.
+
+    Args:
+        classifier: a torch or ONNX Runtime classifier backend.
+        detector: a face detector.
+        min_confidence: below this top probability, the emotion is reported as "uncertain".
+    """
+
+    def __init__(self, classifier: Classifier, detector: FaceDetector, min_confidence: float | None = None) -> None:
+        self.classifier = classifier
+        self.detector = detector
+        self.min_confidence = min_confidence
+        self._explain_lock = threading.Lock()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.classifier.labels
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities (N, 8) float32 for uint8 gray face crops (N, 48, 48); rows sum to 1."""
+        faces = np.asarray(faces, dtype=np.uint8)
+        if faces.ndim == 2:
+            faces = faces[None]
+        if len(faces) == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        return self.classifier.probabilities(faces)
+
+    def detect(self, image: ImageSource) -> tuple[np.ndarray, list[Face]]:
+        """The image as RGB uint8 and the faces found in it."""
+        rgb = load_image(image)
+        return rgb, self.detector.detect(rgb)
+
+    def crops(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
+        """48x48 gray crops (N, 48, 48) of ``faces`` in an RGB image, as the model was trained on."""
+        gray = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).round().astype(np.uint8)
+        size = self.classifier.preprocessing.size
+        if not faces:
+            return np.zeros((0, size, size), np.uint8)
+        return np.stack([crop_face(gray, face, size=size) for face in faces])
+
+    def results(self, faces: Sequence[Face], probs: np.ndarray) -> list[FaceResult]:
+        """Pair detected faces with their probability rows."""
+        return self._results([(face.box, face.score) for face in faces], probs)
+
+    def results_from_probs(self, results: Sequence[FaceResult], probs: np.ndarray) -> list[FaceResult]:
+        """The same faces with other probabilities (e.g. smoothed over time)."""
+        return self._results([(r.box, r.detection_score) for r in results], probs)
+
+    def _results(self, boxes: Sequence[tuple[tuple[int, int, int, int], float]], probs: np.ndarray) -> list[FaceResult]:
+        out = []
+        for (box, score), row in zip(boxes, probs):
+            k = int(row.argmax())
+            confident = self.min_confidence is None or row[k] >= self.min_confidence
+            out.append(FaceResult(
+                box=box,
+                emotion=self.labels[k] if confident else UNCERTAIN,
+                confidence=float(row[k]),
+                probabilities={name: float(p) for name, p in zip(self.labels, row)},
+                detection_score=score,
+            ))
+        return out
+
+    def analyze(self, image: ImageSource) -> list[FaceResult]:
+        """One result per face in an image (path, bytes, PIL image, or RGB uint8 array), largest first."""
+        rgb, faces = self.detect(image)
+        return self.results(faces, self.classify(self.crops(rgb, faces)))
+
+    def analyze_many(self, images: Iterable[ImageSource]) -> list[list[FaceResult]]:
+        """analyze() for many images, classifying all their faces in one batch."""
+        found = [self.detect(image) for image in images]
+        crops = [self.crops(rgb, faces) for rgb, faces in found]
+        probs = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.labels)))
+        out, start = [], 0
+        for (_, faces), batch in zip(found, crops):
+            out.append(self.results(faces, probs[start : start + len(batch)]))
+            start += len(batch)
+        return out
+
+    def explain(self, crops: np.ndarray, targets: Sequence[int] | None = None) -> np.ndarray:
+        """Grad-CAM heatmaps (N, 48, 48) in [0, 1] for gray crops; needs the torch backend."""
+        from ferkit.explain.gradcam import gradcam_faces
+        from ferkit.inference.classifier import FaceClassifier
+
+        if not isinstance(self.classifier, FaceClassifier):
+            raise TypeError("Grad-CAM needs the torch backend: load the model with backend='torch'")
+        with self._explain_lock:
+            return gradcam_faces(self.classifier.model, crops, self.classifier.preprocessing,
+                                 target=None if targets is None else list(targets))
+
+
+def load(
+    weights: str | Path | None = None,
+    backend: str = "auto",
+    detector: str = DEFAULT_DETECTOR,
+    detector_options: DetectorOptions | None = None,
+    min_confidence: float | None = None,
+    tta: bool = False,
+    device: str = "cpu",
+) -> Recognizer:
+    """Load a Recognizer: the bundled model by default, with no network access.
+
+    Args:
+        weights: a run folder, .safetensors, or .onnx file; None for the model inside the package.
+        backend: "torch", "onnx" (ONNX Runtime only, no torch at inference) or "auto" (by file type).
+        detector: "yunet" (default, CNN with landmarks) or "haar".
+        detector_options: minimum face size, score threshold, maximum faces, largest only.
+        min_confidence: report "uncertain" below this top probability.
+        tta: average each face with its mirror image (twice the classifier time).
+        device: torch device (torch backend only).
+    """
+    from ferkit.errors import FerkitError
+    from ferkit.inference.bundled import default_weights
+
+    path = Path(weights) if weights is not None else default_weights()
+    if backend == "auto":
+        backend = "onnx" if path.suffix == ".onnx" else "torch"
+    classifier: Classifier
+    if backend == "onnx":
+        from ferkit.inference.onnx_backend import OnnxClassifier
+
+        if path.suffix != ".onnx":
+            raise FerkitError(f"{path}: the onnx backend needs a .onnx file; make one with `ferkit export --format onnx`")
+        classifier = OnnxClassifier(path, tta=tta)
+    elif backend == "torch":
+        from ferkit.inference.classifier import FaceClassifier
+
+        classifier = FaceClassifier.from_path(path, tta=tta, device=device)
+    else:
+        raise FerkitError(f"unknown backend '{backend}'; choose torch, onnx or auto")
+    return Recognizer(classifier, create_detector(detector, detector_options), min_confidence)

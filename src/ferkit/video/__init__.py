@@ -1,0 +1,1 @@
+"""Video files and webcams: per-frame recognition with tracking and smoothing."""

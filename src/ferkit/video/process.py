@@ -1,0 +1,161 @@
+"""Run the Recognizer over video files or webcams: tracks, smoothing, annotated video, CSV, plot."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.inference.recognizer import FaceResult, Recognizer
+from ferkit.video.tracking import FaceTracker
+
+logger = logging.getLogger(__name__)
+MAX_CONSECUTIVE_FAILURES = 25
+
+
+class VideoError(FerkitError):
+    """A video file or camera cannot be opened or written."""
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    """One face in one frame: its track id and its result with smoothed probabilities."""
+
+    track_id: int
+    result: FaceResult
+
+
+@dataclass
+class VideoSummary:
+    """Counts from one pass over a video."""
+
+    frames: int = 0
+    analysed: int = 0
+    unreadable: int = 0
+    faces: int = 0
+    tracks: set[int] = field(default_factory=set)
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def open_capture(source: str | int):  # noqa: ANN201 (cv2.VideoCapture)
+    """Open a video file or a webcam index (an int, or a string of digits)."""
+    import cv2
+
+    if isinstance(source, str) and source.isdigit():
+        source = int(source)
+    if isinstance(source, str) and not Path(source).exists():
+        raise VideoError(f"{source}: no such video file")
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        raise VideoError(f"{source}: cannot open it as a video (unsupported format, or no such camera)")
+    return capture
+
+
+def smoothed_result(recognizer: Recognizer, result: FaceResult, probs: np.ndarray) -> FaceResult:
+    """A FaceResult with the tracker's smoothed probabilities in place of the frame's own."""
+    (smoothed,) = recognizer.results_from_probs([result], probs[None])
+    return smoothed
+
+
+def frames(recognizer: Recognizer, capture, every: int = 1, smoothing: float = 0.6,  # noqa: ANN001
+           summary: VideoSummary | None = None) -> Iterator[tuple[int, float, np.ndarray, list[TrackedFace]]]:
+    """Yield (frame index, time in s, RGB frame, tracked faces) for every readable frame.
+
+    Faces are detected on every ``every``-th frame; frames in between repeat the last faces.
+    """
+    import cv2
+
+    summary = summary or VideoSummary()
+    tracker = FaceTracker(smoothing=smoothing)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    index, failures, last = -1, 0, []
+    while True:
+        index += 1
+        ok, bgr = capture.read()
+        if not ok or bgr is None:
+            if total and index < total and failures < MAX_CONSECUTIVE_FAILURES:
+                failures += 1
+                summary.unreadable += 1
+                continue
+            break
+        failures = 0
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        summary.frames += 1
+        if index % every == 0:
+            results = recognizer.analyze(rgb)
+            probs = np.array([[r.probabilities[n] for n in recognizer.labels] for r in results]).reshape(-1, len(recognizer.labels))
+            matched = tracker.update(index, [r.box for r in results], probs)
+            last = [TrackedFace(tid, smoothed_result(recognizer, r, p)) for r, (tid, p) in zip(results, matched)]
+            summary.analysed += 1
+            summary.faces += len(last)
+            summary.tracks.update(t.track_id for t in last)
+        yield index, index / fps, rgb, last
+
+
+def run_video(recognizer: Recognizer, source: str | int, out_video: str | Path | None = None,
+              out_csv: str | Path | None = None, out_plot: str | Path | None = None, every: int = 1,
+              smoothing: float = 0.6, max_frames: int | None = None, progress: bool = True) -> VideoSummary:
+    """Process a video file or webcam and write the annotated video, the CSV timeline and the plot."""
+    import cv2
+    from tqdm import tqdm
+
+    from ferkit.inference.annotate import annotate
+
+    if every < 1:
+        raise FerkitError("--every must be at least 1")
+    capture = open_capture(source)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
+    summary = VideoSummary()
+    writer = None
+    rows: list[list[object]] = []
+    started = time.perf_counter()
+    bar = tqdm(total=total if max_frames is None else min(total or max_frames, max_frames), unit="frame",
+               disable=not progress, desc="video")
+    try:
+        for index, seconds, rgb, tracked in frames(recognizer, capture, every, smoothing, summary):
+            if out_video is not None:
+                if writer is None:
+                    writer = cv2.VideoWriter(str(out_video), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                             (rgb.shape[1], rgb.shape[0]))
+                    if not writer.isOpened():
+                        raise VideoError(f"{out_video}: cannot write a video there")
+                drawn = annotate(rgb, [t.result for t in tracked], [t.track_id for t in tracked])
+                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            if index % every == 0:
+                for t in tracked:
+                    r = t.result
+                    rows.append([index, round(seconds, 3), t.track_id, *r.box, r.emotion, round(r.confidence, 4),
+                                 *(round(r.probabilities[n], 4) for n in recognizer.labels)])
+            bar.update(1)
+            bar.set_postfix(fps=f"{summary.frames / max(time.perf_counter() - started, 1e-9):.1f}")
+            if max_frames is not None and summary.frames >= max_frames:
+                break
+    finally:
+        bar.close()
+        capture.release()
+        if writer is not None:
+            writer.release()
+    summary.seconds = time.perf_counter() - started
+    if out_csv is not None:
+        with Path(out_csv).open("w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(["frame", "time_s", "track_id", "x", "y", "w", "h", "emotion", "confidence",
+                          *(f"p_{n}" for n in recognizer.labels)])
+            out.writerows(rows)
+    if out_plot is not None:
+        from ferkit.video.timeline import timeline_figure
+
+        timeline_figure(rows, recognizer.labels).savefig(out_plot, dpi=100)
+    return summary

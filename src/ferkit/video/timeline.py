@@ -1,0 +1,31 @@
+"""The emotion timeline plot: each track's probabilities over time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ferkit.inference.annotate import EMOTION_COLORS
+
+
+def timeline_figure(rows: Sequence[Sequence[object]], labels: Sequence[str]) -> Figure:
+    """One panel per track: probability of each emotion against time (rows as in the video CSV)."""
+    tracks = sorted({int(row[2]) for row in rows})  # type: ignore[arg-type]
+    fig = Figure(figsize=(11, 2.6 * max(1, len(tracks)) + 0.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(max(1, len(tracks)), 1, sharex=True))
+    if not tracks:
+        axes[0].text(0.5, 0.5, "no faces found", ha="center", va="center")
+    for ax, track in zip(axes, tracks):
+        mine = [row for row in rows if row[2] == track]
+        times = [float(row[1]) for row in mine]  # type: ignore[arg-type]
+        for k, name in enumerate(labels):
+            ax.plot(times, [float(row[9 + k]) for row in mine], label=name,  # type: ignore[arg-type]
+                    color=np.array(EMOTION_COLORS.get(name, (0, 0, 0))) / 255)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"track #{track}")
+    axes[-1].set_xlabel("time (s)")
+    axes[0].legend(ncol=len(labels), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.35))
+    fig.suptitle("Emotion probabilities per tracked face (smoothed)")
+    return fig
