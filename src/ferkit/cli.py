@@ -261,7 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `ferkit` command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not logger.handlers:  # ferkit's own messages only; other libraries keep their defaults
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     try:

@@ -28,6 +28,7 @@ class FaceClassifier(Classifier):
         self.labels = loaded.labels
         self.preprocessing = loaded.preprocessing
         self.metadata = loaded.metadata
+        self.metadata_path = loaded.path
 
     @classmethod
     def from_path(cls, path: str | Path, tta: bool = False, device: str = "cpu") -> "FaceClassifier":

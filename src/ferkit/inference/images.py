@@ -48,8 +48,9 @@ def _open(source: str | Path | bytes) -> Image.Image:
     width, height = image.size
     if width * height > MAX_PIXELS:
         if image.format == "JPEG":
-            factor = int(np.ceil(np.sqrt(width * height / MAX_PIXELS)))
-            image.draft("RGB", (width // factor, height // factor))  # decode at 1/2, 1/4 or 1/8 size
+            # JPEG decodes at 1/2, 1/4 or 1/8 size for free; ask for the power of two that fits.
+            factor = 2 ** int(np.ceil(np.log2(np.sqrt(width * height / MAX_PIXELS))))
+            image.draft("RGB", (width // factor, height // factor))
         if image.size[0] * image.size[1] > MAX_PIXELS:
             raise ImageError(
                 f"{where}: {width}x{height} pixels is over the {MAX_PIXELS:,}-pixel limit; scale it down first"

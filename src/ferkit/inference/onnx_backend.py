@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ from ferkit.preprocessing import Preprocessing
 METADATA_KEY = "ferkit"
 
 
-def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
+def export_onnx(weights: str | Path, out: str | Path, opset: int = 18) -> Path:
     """Export ferkit weights to one self-contained .onnx file with a dynamic batch axis.
 
     The weights' JSON (labels, preprocessing, temperature, metrics) is stored in the model's
@@ -31,10 +34,15 @@ def export_onnx(weights: str | Path, out: str | Path, opset: int = 17) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     size = loaded.preprocessing.size
     dummy = torch.zeros(2, 1, size, size)
-    torch.onnx.export(
-        loaded.model.eval(), (dummy,), str(out), input_names=["faces"], output_names=["logits"],
-        dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
-    )
+    # The exporter reports its optimisation passes on stdout, and warns that torchvision's ops
+    # (which no ferkit model uses) are not registered.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(
+            loaded.model.eval(), (dummy,), str(out), input_names=["faces"], output_names=["logits"],
+            dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, opset_version=opset, dynamo=True,
+            external_data=False, verbose=False,
+        )
     model = onnx.load(str(out))
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(loaded.metadata)

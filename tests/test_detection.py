@@ -1,0 +1,82 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ferkit.detection import CROP_SCALE, DetectorOptions, Face, create_detector, crop_face
+from ferkit.detection.crop import eye_angle
+from ferkit.errors import FerkitError
+
+DATA = Path(__file__).parent / "data"
+
+
+def _rgb(name: str) -> np.ndarray:
+    return np.asarray(Image.open(DATA / name).convert("RGB"))
+
+
+@pytest.mark.parametrize("name", ["yunet", "haar"])
+def test_group_photo_has_five_faces(name: str):
+    faces = create_detector(name).detect(_rgb("bbt3.jpg"))
+    assert len(faces) == 5
+    assert all(0 <= f.score <= 1 for f in faces)
+    assert [f.area for f in faces] == sorted((f.area for f in faces), reverse=True)
+
+
+def test_yunet_gives_landmarks_and_finds_the_close_up():
+    faces = create_detector("yunet").detect(_rgb("amy1.png"))
+    assert len(faces) == 1 and faces[0].landmarks is not None and len(faces[0].landmarks) == 5
+    (rx, ry), (lx, ly) = faces[0].landmarks[:2]
+    x, y, w, h = faces[0].box
+    assert x <= rx < lx <= x + w and y <= ry <= y + h / 2  # eyes in the upper half of the box
+
+
+def test_options_filter_faces():
+    image = _rgb("bbt3.jpg")
+    assert len(create_detector("yunet", DetectorOptions(max_faces=2)).detect(image)) == 2
+    largest = create_detector("yunet", DetectorOptions(largest_only=True)).detect(image)
+    everyone = create_detector("yunet").detect(image)
+    assert largest == everyone[:1]
+    assert create_detector("yunet", DetectorOptions(min_size=500)).detect(image) == []
+    assert create_detector("yunet", DetectorOptions(score_threshold=0.999)).detect(image) == []
+
+
+def test_blank_image_has_no_face_and_bad_arrays_are_refused():
+    assert create_detector("yunet").detect(np.zeros((240, 320, 3), np.uint8)) == []
+    with pytest.raises(ValueError, match="RGB uint8"):
+        create_detector("yunet").detect(np.zeros((240, 320), np.uint8))
+    with pytest.raises(FerkitError, match="unknown detector 'mtcnn'"):
+        create_detector("mtcnn")
+
+
+def test_large_images_are_scaled_for_detection_and_boxes_scaled_back():
+    image = _rgb("bbt3.jpg")
+    big = np.asarray(Image.fromarray(image).resize((image.shape[1] * 3, image.shape[0] * 3)))
+    small_faces = create_detector("yunet").detect(image)
+    big_faces = create_detector("yunet").detect(big)
+    assert len(big_faces) == 5
+    for a, b in zip(sorted(f.box for f in small_faces), sorted(f.box for f in big_faces)):
+        assert np.allclose(np.array(b) / 3, a, atol=6)
+
+
+def test_crop_geometry():
+    assert CROP_SCALE == 1.0
+    gray = np.zeros((100, 100), np.uint8)
+    gray[40:60, 30:50] = 255  # a bright 20x20 square
+    crop = crop_face(gray, Face((30, 40, 20, 20), 1.0))
+    assert crop.shape == (48, 48) and crop.dtype == np.uint8
+    assert crop[2:-2, 2:-2].min() > 200  # the box fills the crop
+    level = Face((0, 0, 10, 10), 1.0, ((0.0, 5.0), (10.0, 5.0)))
+    tilted = Face((0, 0, 10, 10), 1.0, ((0.0, 0.0), (10.0, 10.0)))
+    assert eye_angle(level) == 0 and eye_angle(tilted) == pytest.approx(45)
+
+
+def test_crop_levels_tilted_eyes():
+    gray = np.zeros((200, 200), np.uint8)
+    import cv2
+
+    cv2.line(gray, (60, 60), (140, 140), 255, 9)  # a stripe along the eye line, tilted 45 degrees
+    face = Face((50, 50, 100, 100), 1.0, ((60.0, 60.0), (140.0, 140.0)))
+    crop = crop_face(gray, face)
+    rows = crop.astype(int).sum(axis=1)
+    assert rows.argmax() in range(20, 28) and rows.max() > 40 * 200  # now one horizontal stripe

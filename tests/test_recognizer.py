@@ -1,0 +1,145 @@
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import ferkit
+from ferkit.cli import main
+from ferkit.inference import images as images_module
+from ferkit.inference.images import ImageError, load_image
+from ferkit.labels import EMOTIONS
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def recognizer(trained_run: Path) -> ferkit.Recognizer:
+    return ferkit.load(trained_run)
+
+
+def test_public_api_contract(recognizer: ferkit.Recognizer):
+    assert ferkit.EMOTIONS == ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
+    crops = np.random.default_rng(0).integers(0, 256, (300, 48, 48), dtype=np.uint8)
+    probs = recognizer.classify(crops)
+    assert probs.shape == (300, 8) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert recognizer.classify(crops[:0]).shape == (0, 8)
+    faces = recognizer.analyze(DATA / "bbt3.jpg")
+    assert len(faces) == 5
+    for face in faces:
+        assert len(face.box) == 4 and face.emotion in EMOTIONS
+        assert list(face.probabilities) == list(EMOTIONS)
+        assert face.confidence == pytest.approx(max(face.probabilities.values()))
+    rgb = np.asarray(Image.open(DATA / "bbt3.jpg"))
+    assert [f.box for f in recognizer.analyze(rgb)] == [f.box for f in faces]
+    assert [f.box for f in recognizer.analyze(Image.open(DATA / "bbt3.jpg"))] == [f.box for f in faces]
+
+
+def test_analyze_many_matches_analyze(recognizer: ferkit.Recognizer):
+    many = recognizer.analyze_many([DATA / "bbt3.jpg", DATA / "amy1.png", np.zeros((100, 100, 3), np.uint8)])
+    assert [len(r) for r in many] == [5, 1, 0]
+    single = recognizer.analyze(DATA / "amy1.png")
+    assert many[1][0].probabilities == pytest.approx(single[0].probabilities, abs=1e-5)
+
+
+def test_min_confidence_marks_uncertain(trained_run: Path):
+    rec = ferkit.load(trained_run, min_confidence=1.01)
+    assert {f.emotion for f in rec.analyze(DATA / "bbt3.jpg")} == {"uncertain"}
+
+
+def test_onnx_backend_matches_torch(recognizer: ferkit.Recognizer, tmp_path: Path):
+    onnx_file = tmp_path / "model.onnx"
+    assert main(["export", str(onnx_file), "--format", "onnx", "--weights", str(recognizer.classifier.metadata_path)]) == 0
+    rec = ferkit.load(onnx_file)
+    assert type(rec.classifier).__name__ == "OnnxClassifier" and rec.labels == recognizer.labels
+    crops = np.random.default_rng(1).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    assert np.abs(rec.classify(crops) - recognizer.classify(crops)).max() < 1e-4
+    assert np.abs(rec.classifier.logits(crops[:1]) - recognizer.classifier.logits(crops[:1])).max() < 1e-4
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height: enough to test the size guard without the pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
+
+
+def test_bad_files_are_clear_errors(tmp_path: Path):
+    cases = {
+        "missing.jpg": (None, "no such file"),
+        "empty.jpg": (b"", "empty file"),
+        "text.jpg": (b"hello, I am text", "not an image file"),
+        "huge.png": (_png_header_only(20000, 20000), "20000x20000 pixels is over the"),
+    }
+    jpeg = (DATA / "bbt3.jpg").read_bytes()
+    cases["truncated.jpg"] = (jpeg[: len(jpeg) // 3], "broken or truncated")
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(ImageError, match=message):
+            load_image(path)
+    with pytest.raises(ImageError, match="is a folder"):
+        load_image(tmp_path)
+
+
+def test_large_jpeg_is_decoded_at_reduced_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(images_module, "MAX_PIXELS", 100_000)
+    Image.new("RGB", (1000, 800), (10, 200, 30)).save(tmp_path / "big.jpg")
+    rgb = load_image(tmp_path / "big.jpg")
+    assert rgb.shape[0] * rgb.shape[1] <= 100_000 and rgb.shape[1] / rgb.shape[0] == pytest.approx(1.25, abs=0.02)
+
+
+def _save(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def test_colour_modes_and_exif_rotation(recognizer: ferkit.Recognizer):
+    photo = Image.open(DATA / "bbt3.jpg").convert("RGB")
+    gray = photo.convert("L")
+    sixteen = Image.fromarray(np.asarray(gray).astype(np.uint16) * 257)
+    variants = {
+        "cmyk": _save(photo.convert("CMYK"), "JPEG"),
+        "rgba": _save(photo.convert("RGBA"), "PNG"),
+        "palette": _save(photo.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        "gray": _save(gray, "PNG"),
+        "16-bit": _save(sixteen, "PNG"),
+    }
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    variants["exif-rotated"] = _save(photo.rotate(90, expand=True), "JPEG", exif=exif.tobytes(), quality=95)
+    for name, data in variants.items():
+        rgb = load_image(data)
+        assert rgb.dtype == np.uint8 and rgb.shape == (383, 594, 3), name
+        assert len(recognizer.analyze(data)) >= 4, name  # upright faces found in every mode
+    np.testing.assert_array_equal(load_image(variants["16-bit"]), load_image(variants["gray"]))
+
+
+def test_predict_cli_json_csv_and_errors(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    (tmp_path / "broken.jpg").write_text("not an image")
+    (tmp_path / "empty_dir").mkdir()
+    Image.new("RGB", (200, 200), (120, 120, 120)).save(tmp_path / "no_face.png")
+    inputs = [str(DATA / "bbt3.jpg"), str(tmp_path / "broken.jpg"), str(tmp_path / "empty_dir"),
+              str(tmp_path / "no_face.png"), str(tmp_path / "missing.png")]
+    code = main(["predict", *inputs, "--weights", str(trained_run), "--annotate", str(tmp_path / "ann")])
+    assert code == 0  # errors are reported per file; only --strict fails the run
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [len(r["faces"]) for r in lines] == [5, 0, 0, 0, 0]
+    assert [("error" in r) for r in lines] == [False, True, True, False, True]
+    assert "not an image" in lines[1]["error"] and "no images" in lines[2]["error"]
+    assert (tmp_path / "ann" / "bbt3_annotated.png").is_file()
+    assert main(["predict", *inputs, "--weights", str(trained_run), "--strict"]) == 2
+    capsys.readouterr()
+    assert main(["predict", str(DATA / "bbt3.jpg"), str(tmp_path / "broken.jpg"), "--format", "csv",
+                 "--weights", str(trained_run)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].startswith("path,face,x,y,w,h,emotion,confidence,p_neutral")
+    assert len(rows) == 1 + 5 + 1 and rows[-1].endswith("not an image file PIL can read")
