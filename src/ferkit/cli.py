@@ -111,7 +111,7 @@ def _recognizer(args: argparse.Namespace):  # noqa: ANN202
     from ferkit.inference.recognizer import load
 
     options = DetectorOptions(min_size=args.min_face, score_threshold=args.score_threshold,
-                              max_faces=args.max_faces, largest_only=args.largest_only)
+                              max_faces=args.max_faces, largest_only=args.largest_only, max_side=args.detect_size)
     return load(args.weights, backend=args.backend, detector=args.detector, detector_options=options,
                 min_confidence=args.min_confidence, tta=args.tta)
 
@@ -124,6 +124,8 @@ def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-threshold", type=float, default=0.6, help="lowest face detection score")
     parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (largest first)")
     parser.add_argument("--largest-only", action="store_true", help="keep only the largest face")
+    parser.add_argument("--detect-size", type=int, default=960,
+                        help="scale images down to this longer side for detection (smaller: faster, misses small faces)")
     parser.add_argument("--min-confidence", type=float, help="report 'uncertain' below this probability")
     parser.add_argument("--tta", action="store_true", help="also classify the mirror image (twice the time)")
 
@@ -154,6 +156,21 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
     path = export_onnx(args.weights or default_weights(), args.output)
     print(f"wrote {path}")
+
+
+def _cmd_app(args: argparse.Namespace) -> None:
+    import os
+    import subprocess
+    from pathlib import Path
+
+    main_script = Path(__file__).resolve().parent / "app" / "main.py"
+    env = dict(os.environ)
+    if args.weights:
+        env["FERKIT_WEIGHTS"] = str(Path(args.weights).resolve())
+    command = [sys.executable, "-m", "streamlit", "run", str(main_script), "--server.port", str(args.port),
+               "--server.address", args.address, "--server.maxUploadSize", "200", "--server.headless",
+               "true" if args.headless else "false", "--browser.gatherUsageStats", "false"]
+    raise SystemExit(subprocess.call(command, env=env))
 
 
 def _yaml_value(text: str) -> Any:
@@ -249,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", default="onnx", choices=("onnx",))
     export.add_argument("--weights", help="run folder or .safetensors (default: the bundled model)")
     export.set_defaults(func=_cmd_export)
+
+    app = commands.add_parser("app", help="start the Streamlit web app")
+    app.add_argument("--port", type=int, default=8501)
+    app.add_argument("--address", default="localhost", help="address to listen on (0.0.0.0 for the LAN)")
+    app.add_argument("--weights", help="run folder, .safetensors or .onnx (default: the bundled model)")
+    app.add_argument("--headless", action="store_true", help="do not open a browser")
+    app.set_defaults(func=_cmd_app)
 
     train = commands.add_parser("train", help="train a model; writes a run folder")
     train.add_argument("--config", help="YAML file of options; command-line options override it")

@@ -37,12 +37,15 @@ class DetectorOptions:
         score_threshold: lowest detector confidence kept.
         max_faces: keep at most this many (largest first); None for all.
         largest_only: keep only the largest face.
+        max_side: images whose longer side exceeds this are scaled down for detection (boxes are
+            scaled back); smaller values are faster and miss small faces.
     """
 
     min_size: int = 20
     score_threshold: float = 0.6
     max_faces: int | None = None
     largest_only: bool = False
+    max_side: int = 960
 
 
 class FaceDetector(ABC):
@@ -62,10 +65,22 @@ class FaceDetector(ABC):
         if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image_rgb.dtype} {image_rgb.shape}")
         opts = self.options
-        faces = [
-            f for f in self._detect(image_rgb)
-            if f.score >= opts.score_threshold and min(f.box[2], f.box[3]) >= opts.min_size
-        ]
+        h, w = image_rgb.shape[:2]
+        scale = min(1.0, opts.max_side / max(h, w))
+        if scale < 1.0:
+            import cv2
+
+            small = cv2.resize(image_rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            raw = [_rescale(f, 1.0 / scale) for f in self._detect(small)]
+        else:
+            raw = self._detect(image_rgb)
+        faces = [f for f in raw if f.score >= opts.score_threshold and min(f.box[2], f.box[3]) >= opts.min_size]
         faces.sort(key=lambda f: f.area, reverse=True)
         limit = 1 if opts.largest_only else opts.max_faces
         return faces[:limit] if limit is not None else faces
+
+
+def _rescale(face: Face, factor: float) -> Face:
+    x, y, w, h = face.box
+    landmarks = None if face.landmarks is None else tuple((px * factor, py * factor) for px, py in face.landmarks)
+    return Face((round(x * factor), round(y * factor), round(w * factor), round(h * factor)), face.score, landmarks)

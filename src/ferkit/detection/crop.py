@@ -23,6 +23,13 @@ def eye_angle(face: Face) -> float:
     return float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))
 
 
+def crop_box(face: Face, scale: float = CROP_SCALE) -> tuple[int, int, int, int]:
+    """The square (x, y, side, side) that crop_face cuts (before levelling), in image pixels."""
+    x, y, w, h = face.box
+    side = max(w, h) * scale
+    return (round(x + w / 2 - side / 2), round(y + h / 2 - side / 2), round(side), round(side))
+
+
 def crop_face(gray: np.ndarray, face: Face, scale: float = CROP_SCALE, size: int = FACE_SIZE) -> np.ndarray:
     """Cut a levelled square face from a gray uint8 image (H, W) and resize it to (size, size).
 

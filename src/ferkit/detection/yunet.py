@@ -6,11 +6,10 @@ import numpy as np
 
 from ferkit.detection.base import Face, FaceDetector
 
-MAX_SIDE = 960  # the library is tuned for images up to this size; larger ones are scaled down first
-
 
 class YuNetDetector(FaceDetector):
-    """CNN face detector with landmarks (eyes, nose, mouth corners); ~30-60 ms at 640x480 on 2 cores."""
+    """CNN face detector with landmarks (eyes, nose, mouth corners). The library is tuned for images
+    up to 960 pixels, the default DetectorOptions.max_side."""
 
     name = "yunet"
 
@@ -18,16 +17,11 @@ class YuNetDetector(FaceDetector):
         import cv2
         import yuface
 
-        h, w = image_rgb.shape[:2]
-        scale = min(1.0, MAX_SIDE / max(h, w))
         bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
-        if scale < 1.0:
-            bgr = cv2.resize(bgr, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         # The library's threshold is applied again (in [0, 1]) by FaceDetector.detect.
         confs, boxes, landmarks = yuface.detect(np.ascontiguousarray(bgr), conf=min(0.3, self.options.score_threshold))
         faces = []
         for conf, box, marks in zip(confs, boxes, landmarks):
-            x, y, bw, bh = (float(v) / scale for v in box)
-            points = tuple((float(marks[i]) / scale, float(marks[i + 1]) / scale) for i in range(0, 10, 2))
-            faces.append(Face((round(x), round(y), round(bw), round(bh)), float(conf) / 100.0, points))
+            points = tuple((float(marks[i]), float(marks[i + 1])) for i in range(0, 10, 2))
+            faces.append(Face(tuple(int(v) for v in box), float(conf) / 100.0, points))  # type: ignore[arg-type]
         return faces

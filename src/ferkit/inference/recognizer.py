@@ -45,6 +45,16 @@ class FaceResult:
         }
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """Everything analyze() computed for one image: the RGB image, detections, crops and results."""
+
+    image: np.ndarray
+    faces: list[Face]
+    crops: np.ndarray
+    results: list[FaceResult]
+
+
 class Recognizer:
     """Detects faces and classifies their emotions. Thread-safe; one instance can serve many callers.
 
@@ -80,7 +90,9 @@ class Recognizer:
 
     def crops(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         """48x48 gray crops (N, 48, 48) of ``faces`` in an RGB image, as the model was trained on."""
-        gray = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114).round().astype(np.uint8)
+        import cv2
+
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         size = self.classifier.preprocessing.size
         if not faces:
             return np.zeros((0, size, size), np.uint8)
@@ -110,8 +122,13 @@ class Recognizer:
 
     def analyze(self, image: ImageSource) -> list[FaceResult]:
         """One result per face in an image (path, bytes, PIL image, or RGB uint8 array), largest first."""
+        return self.analyze_image(image).results
+
+    def analyze_image(self, image: ImageSource) -> Analysis:
+        """analyze(), keeping the decoded image, the detections and the crops (for display and Grad-CAM)."""
         rgb, faces = self.detect(image)
-        return self.results(faces, self.classify(self.crops(rgb, faces)))
+        crops = self.crops(rgb, faces)
+        return Analysis(rgb, faces, crops, self.results(faces, self.classify(crops)))
 
     def analyze_many(self, images: Iterable[ImageSource]) -> list[list[FaceResult]]:
         """analyze() for many images, classifying all their faces in one batch."""
@@ -134,6 +151,20 @@ class Recognizer:
         with self._explain_lock:
             return gradcam_faces(self.classifier.model, crops, self.classifier.preprocessing,
                                  target=None if targets is None else list(targets))
+
+
+    def gradcam_overlay(self, analysis: Analysis) -> np.ndarray:
+        """The analysed RGB image with each face's Grad-CAM (for its predicted emotion) blended in."""
+        from ferkit.detection import crop_box
+        from ferkit.explain.overlay import overlay_on_image
+
+        out = analysis.image
+        if not analysis.faces:
+            return out.copy()
+        targets = [int(np.argmax([r.probabilities[n] for n in self.labels])) for r in analysis.results]
+        for face, heat in zip(analysis.faces, self.explain(analysis.crops, targets)):
+            out = overlay_on_image(out, crop_box(face), heat)
+        return out
 
 
 def load(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,8 +105,12 @@ def frames(recognizer: Recognizer, capture, every: int = 1, smoothing: float = 0
 
 def run_video(recognizer: Recognizer, source: str | int, out_video: str | Path | None = None,
               out_csv: str | Path | None = None, out_plot: str | Path | None = None, every: int = 1,
-              smoothing: float = 0.6, max_frames: int | None = None, progress: bool = True) -> VideoSummary:
-    """Process a video file or webcam and write the annotated video, the CSV timeline and the plot."""
+              smoothing: float = 0.6, max_frames: int | None = None, progress: bool = True,
+              on_frame: Callable[[int, int | None], None] | None = None) -> VideoSummary:
+    """Process a video file or webcam and write the annotated video, the CSV timeline and the plot.
+
+    ``on_frame(frames done, total or None)`` is called after each frame (e.g. for a progress bar).
+    """
     import cv2
     from tqdm import tqdm
 
@@ -139,6 +143,8 @@ def run_video(recognizer: Recognizer, source: str | int, out_video: str | Path |
                     rows.append([index, round(seconds, 3), t.track_id, *r.box, r.emotion, round(r.confidence, 4),
                                  *(round(r.probabilities[n], 4) for n in recognizer.labels)])
             bar.update(1)
+            if on_frame is not None:
+                on_frame(summary.frames, total)
             bar.set_postfix(fps=f"{summary.frames / max(time.perf_counter() - started, 1e-9):.1f}")
             if max_frames is not None and summary.frames >= max_frames:
                 break

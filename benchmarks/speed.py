@@ -1,0 +1,77 @@
+"""Print inference speed: classifier ms/face (torch and ONNX Runtime, batch 1 and 64) and full
+pipeline frames/s on 640x480 frames with 1 and 5 faces, for each detector.
+
+    python benchmarks/speed.py [--weights RUN_OR_SAFETENSORS] [--repeats 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import ferkit
+from ferkit.detection import DETECTOR_NAMES, DetectorOptions
+from ferkit.inference.bundled import default_weights
+from ferkit.inference.onnx_backend import export_onnx
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+
+
+def frames() -> dict[str, np.ndarray]:
+    """640x480 RGB frames: one close-up face on a plain background, and a group of five."""
+    one = np.full((480, 640, 3), 90, np.uint8)
+    face = np.asarray(Image.open(DATA / "amy1.png").convert("RGB").resize((260, 260)))
+    one[110:370, 190:450] = face
+    group = np.full((480, 640, 3), 90, np.uint8)
+    group[48:431, 23:617] = np.asarray(Image.open(DATA / "bbt3.jpg").convert("RGB"))
+    return {"1 face": one, "5 faces": group}
+
+
+def timed(fn, repeats: int) -> float:  # noqa: ANN001
+    """Median seconds per call after a warm-up."""
+    for _ in range(max(3, repeats // 10)):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return float(np.median(samples))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=None, help="default: the bundled model")
+    parser.add_argument("--repeats", type=int, default=200)
+    args = parser.parse_args()
+    weights = Path(args.weights) if args.weights else default_weights()
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_file = export_onnx(weights, Path(tmp) / "model.onnx")
+        backends = {"torch": ferkit.load(weights), "onnx": ferkit.load(onnx_file)}
+        crops = np.random.default_rng(0).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+        for name, rec in backends.items():
+            one = timed(lambda: rec.classify(crops[:1]), args.repeats) * 1000
+            many = timed(lambda: rec.classify(crops), max(10, args.repeats // 10)) * 1000 / 64
+            print(f"classifier {name:<6} batch 1: {one:6.2f} ms/face   batch 64: {many:6.3f} ms/face")
+        for detector in DETECTOR_NAMES:
+            for size in (960, 320):  # detection at full 640x480, or scaled to 320x240 (--detect-size 320)
+                for backend, path in (("torch", weights), ("onnx", onnx_file)):
+                    rec = ferkit.load(path, detector=detector, detector_options=DetectorOptions(max_side=size))
+                    for label, frame in frames().items():
+                        found = len(rec.analyze(frame))
+                        seconds = timed(lambda: rec.analyze(frame), max(10, args.repeats // 5))
+                        detect = timed(lambda: rec.detector.detect(frame), max(10, args.repeats // 5))
+                        print(f"pipeline {detector:<5} detect-size {size:<4} {backend:<5} 640x480 {label} ({found} found): "
+                              f"{1 / seconds:6.1f} frames/s ({seconds * 1000:5.1f} ms, detection {detect * 1000:5.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The Streamlit web app (UI only: every computation calls the library)."""

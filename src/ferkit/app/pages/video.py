@@ -1,0 +1,51 @@
+"""Video file page: process an upload with a progress bar, show the timeline, offer the outputs."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from ferkit.app.settings import MAX_VIDEO_MB, recognizer, sidebar
+from ferkit.errors import FerkitError
+from ferkit.video.process import run_video
+
+
+def page() -> None:
+    settings = sidebar()
+    st.title("Emotions over a video")
+    upload = st.file_uploader("Upload an MP4, WebM, AVI or MOV video", type=["mp4", "webm", "avi", "mov", "mkv"])
+    every = st.number_input("Analyse every N-th frame", 1, 30, 2)
+    if upload is None:
+        return
+    if upload.size > MAX_VIDEO_MB * 1024 * 1024:
+        st.error(f"The video is {upload.size / 1e6:.0f} MB; videos up to {MAX_VIDEO_MB} MB are accepted.")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / f"input{Path(upload.name).suffix.lower()}"
+        source.write_bytes(upload.getvalue())
+        out_video, out_csv, out_plot = Path(tmp) / "annotated.mp4", Path(tmp) / "timeline.csv", Path(tmp) / "timeline.png"
+        bar = st.progress(0.0, text="Processing...")
+
+        def progress(done: int, total: int | None) -> None:
+            if total:
+                bar.progress(min(1.0, done / total), text=f"Processing frame {done} of {total}")
+
+        try:
+            summary = run_video(recognizer(settings), str(source), out_video, out_csv, out_plot, every=int(every),
+                                smoothing=settings.smoothing, progress=False, on_frame=progress)
+        except FerkitError as exc:
+            st.error(f"Cannot process {upload.name}: {exc}")
+            return
+        bar.progress(1.0, text="Done")
+        st.success(f"{summary.frames} frames, {summary.faces} faces in {len(summary.tracks)} tracks "
+                   f"({summary.unreadable} unreadable frames skipped), {summary.fps:.1f} frames/s")
+        st.image(str(out_plot), width="stretch")
+        stem = Path(upload.name).stem
+        left, right = st.columns(2)
+        left.download_button("Annotated video (MP4)", out_video.read_bytes(), f"{stem}_annotated.mp4", "video/mp4")
+        right.download_button("Timeline (CSV)", out_csv.read_bytes(), f"{stem}_emotions.csv", "text/csv")
+
+
+page()

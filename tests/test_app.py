@@ -1,0 +1,64 @@
+"""The Streamlit pages through Streamlit's AppTest (no browser)."""
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit", reason="the web app needs streamlit (pip install ferkit[app])")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+APP = Path(__file__).resolve().parent.parent / "src" / "ferkit" / "app" / "main.py"
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture()
+def app(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("FERKIT_WEIGHTS", str(trained_run))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_photo_upload_shows_each_face_with_a_chart(app: AppTest):
+    app.file_uploader[0].set_value(("group.jpg", (DATA / "bbt3.jpg").read_bytes(), "image/jpeg")).run()
+    assert not app.exception and not app.error
+    assert len(app.get("image")) == 1  # the annotated photo
+    faces = [m.value for m in app.markdown if m.value.startswith("**Face ")]
+    assert len(faces) == 5
+    assert len(app.get("vega_lite_chart")) == 5
+    assert [b.label for b in app.get("download_button")] == ["Annotated image (PNG)", "Results (JSON)"]
+
+
+def test_bundled_example_and_gradcam(app: AppTest):
+    app.sidebar.toggle[0].set_value(True)
+    app.selectbox[0].set_value("close-up.png").run()
+    assert not app.exception and not app.error
+    assert len([m for m in app.markdown if m.value.startswith("**Face 1:")]) == 1
+
+
+def test_bad_uploads_show_a_message(app: AppTest):
+    blank = DATA.parent / "data" / "bbt3.jpg"
+    app.file_uploader[0].set_value([
+        ("notes.jpg", b"this is not an image", "image/jpeg"),
+        ("empty.png", b"", "image/png"),
+    ]).run()
+    assert not app.exception
+    messages = [e.value for e in app.error]
+    assert len(messages) == 2 and all(m.startswith("Cannot read") for m in messages)
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (200, 200, 200)).save(buffer, "PNG")
+    app.file_uploader[0].set_value(("wall.png", buffer.getvalue(), "image/png")).run()
+    assert not app.exception and any(w.value.startswith("No face found") for w in app.warning)
+    assert blank.is_file()
+
+
+def test_video_and_model_pages_render(app: AppTest):
+    app.switch_page(str(APP.parent / "pages" / "video.py")).run()
+    assert not app.exception and app.title[0].value == "Emotions over a video"
+    app.switch_page(str(APP.parent / "pages" / "model.py")).run()
+    assert not app.exception and app.title[0].value == "The model"
