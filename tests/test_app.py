@@ -58,7 +58,7 @@ def test_bad_uploads_show_a_message(app: AppTest):
 
 
 def test_video_and_model_pages_render(app: AppTest):
-    app.switch_page(str(APP.parent / "pages" / "video.py")).run()
+    app.switch_page(str(APP.parent / "views" / "video.py")).run()
     assert not app.exception and app.title[0].value == "Emotions over a video"
-    app.switch_page(str(APP.parent / "pages" / "model.py")).run()
+    app.switch_page(str(APP.parent / "views" / "model.py")).run()
     assert not app.exception and app.title[0].value == "The model"

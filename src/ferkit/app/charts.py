@@ -21,10 +21,10 @@ def probability_chart(result: FaceResult) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("emotion:N", sort=names, title=None),
+            y=alt.Y("emotion:N", sort=names, title=None, axis=alt.Axis(labelOverlap=False)),
             color=alt.Color("emotion:N", scale=alt.Scale(domain=names, range=colours), legend=None),
             opacity=alt.condition("datum.top", alt.value(1.0), alt.value(0.45)),
             tooltip=["emotion", alt.Tooltip("probability:Q", format=".3f")],
         )
-        .properties(height=190)
+        .properties(height=240)
     )

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES = Path(__file__).resolve().parent / "pages"
+VIEWS = Path(__file__).resolve().parent / "views"  # not "pages": Streamlit would list that folder itself
 
 
 def run() -> None:
     st.set_page_config(page_title="ferkit: facial expression recognition", layout="wide")
     navigation = st.navigation([
-        st.Page(PAGES / "photo.py", title="Photo", default=True),
-        st.Page(PAGES / "webcam.py", title="Live webcam"),
-        st.Page(PAGES / "video.py", title="Video file"),
-        st.Page(PAGES / "model.py", title="Model"),
+        st.Page(VIEWS / "photo.py", title="Photo", url_path="photo", default=True),
+        st.Page(VIEWS / "webcam.py", title="Live webcam", url_path="webcam"),
+        st.Page(VIEWS / "video.py", title="Video file", url_path="video"),
+        st.Page(VIEWS / "model.py", title="Model", url_path="model"),
     ])
     navigation.run()
 
