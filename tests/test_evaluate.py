@@ -91,3 +91,22 @@ def test_explain_writes_overlays(trained_run: Path, tmp_path: Path, capsys: pyte
     assert code == 2  # one image failed, the other was still written
     assert (tmp_path / "x" / "face_gradcam.png").is_file()
     assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_calibrate_command_stores_bias_and_temperature(trained_run: Path, smoke_data: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert main(["calibrate", "--weights", str(run), "--data", str(smoke_data)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    meta = load_model(run).metadata
+    assert meta["temperature"] == record["temperature"] and len(meta["logit_bias"]) == 8
+    assert record["balanced_accuracy_after"] >= record["balanced_accuracy_before"]
+    assert record["accuracy_after"] >= record["accuracy_before"] - 0.01
+    from ferkit.inference.classifier import FaceClassifier
+
+    clf = FaceClassifier.from_path(run)
+    faces = np.zeros((2, 48, 48), np.uint8)
+    np.testing.assert_allclose(clf.logits(faces), clf.raw_logits(faces) + np.array(meta["logit_bias"]), rtol=1e-6)

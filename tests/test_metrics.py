@@ -85,3 +85,21 @@ def test_temperature_scaling_recovers_a_known_temperature():
     fitted = fit_temperature(true_logits * 3, labels)  # over-confident by a factor 3
     assert fitted == pytest.approx(3.0, rel=0.1)
     assert softmax(true_logits * 3, fitted).sum(axis=1) == pytest.approx(np.ones(4000))
+
+
+def test_logit_adjustment_raises_balanced_accuracy_within_the_accuracy_budget():
+    from ferkit.evaluation.calibration import balanced_accuracy, choose_logit_adjustment
+
+    rng = np.random.default_rng(0)
+    prior = np.array([0.9, 0.1])
+    labels = (rng.random(5000) < prior[1]).astype(int)
+    # the network's logits carry the prior: the rare class 1 wins only when its evidence is strong
+    evidence = rng.normal(0, 1, 5000) + 1.5 * labels
+    logits = np.stack([np.zeros(5000), evidence + np.log(prior[1] / prior[0])], axis=1)
+    tau = choose_logit_adjustment(logits, labels, prior, max_accuracy_drop=0.02)
+    assert 0 < tau <= 2
+    adjusted = logits - tau * np.log(prior)
+    before, after = logits.argmax(axis=1), adjusted.argmax(axis=1)
+    assert balanced_accuracy(labels, after, 2) > balanced_accuracy(labels, before, 2) + 0.05
+    assert (after == labels).mean() >= (before == labels).mean() - 0.02
+    assert choose_logit_adjustment(logits, labels, prior, max_accuracy_drop=0.0) <= tau

@@ -67,6 +67,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> None:
+    from ferkit.data import load_dataset
+    from ferkit.data.datamodule import FerDataModule
+    from ferkit.evaluation.calibration import calibrate_weights
+    from ferkit.inference.checkpoint import load_model
+
+    metadata = load_model(args.weights).metadata
+    data = load_dataset(args.data, args.votes)
+    if metadata.get("data", {}).get("fingerprint") not in (None, data.fingerprint):
+        logger.warning("these are not the data the weights were trained on; the class prior comes from their train split")
+    module = FerDataModule(data, metadata.get("label_mode", "majority"))
+    prior = module.class_prior() if args.logit_adjust else None
+    record = calibrate_weights(args.weights, module.valid, prior, args.max_accuracy_drop)
+    print(json.dumps(record, indent=2))
+
+
 def _cmd_explain(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -233,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--gradcam", action="store_true", help="class-average Grad-CAM and example grids")
     evaluate.add_argument("--out", default="evaluation", help="output folder")
     evaluate.set_defaults(func=_cmd_evaluate)
+
+    calibrate = commands.add_parser("calibrate", help="fit logit adjustment and temperature on the validation split")
+    calibrate.add_argument("--weights", required=True, help="run folder or .safetensors (its JSON is updated)")
+    calibrate.add_argument("--data", required=True, help="the data set the weights were trained on")
+    calibrate.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
+    calibrate.add_argument("--no-logit-adjust", dest="logit_adjust", action="store_false",
+                           help="fit the temperature only")
+    calibrate.add_argument("--max-accuracy-drop", type=float, default=0.01,
+                           help="most validation accuracy the logit adjustment may cost (default 0.01)")
+    calibrate.set_defaults(func=_cmd_calibrate)
 
     explain = commands.add_parser("explain", help="Grad-CAM overlays for face images")
     explain.add_argument("images", nargs="+", help="image files (each taken as one face crop)")

@@ -38,20 +38,56 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
     return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
 
 
-def calibrate_weights(weights: str | Path, valid: LabelledSplit) -> dict[str, Any]:
-    """Fit the temperature on a validation split and store it in the weights' JSON.
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
+    """Mean recall over the classes present in ``labels``."""
+    recalls = [float((predicted[labels == k] == k).mean()) for k in range(num_classes) if (labels == k).any()]
+    return float(np.mean(recalls))
 
-    Returns the ``calibration`` record written (temperature, split size, NLL before and after).
+
+def choose_logit_adjustment(logits: np.ndarray, labels: np.ndarray, prior: np.ndarray,
+                            max_accuracy_drop: float = 0.01) -> float:
+    """Post-hoc logit adjustment (Menon et al., ICLR 2021): the tau in logits - tau * log(prior) that
+    maximises balanced accuracy while losing at most ``max_accuracy_drop`` accuracy (on valid)."""
+    num_classes = logits.shape[1]
+    log_prior = np.log(np.clip(prior, 1e-12, 1))
+    base_accuracy = float((logits.argmax(axis=1) == labels).mean())
+    best_tau, best_balanced = 0.0, balanced_accuracy(labels, logits.argmax(axis=1), num_classes)
+    for tau in np.round(np.arange(0.05, 2.0001, 0.05), 2):
+        predicted = (logits - tau * log_prior).argmax(axis=1)
+        if float((predicted == labels).mean()) < base_accuracy - max_accuracy_drop:
+            continue
+        balanced = balanced_accuracy(labels, predicted, num_classes)
+        if balanced > best_balanced + 1e-9:
+            best_tau, best_balanced = float(tau), balanced
+    return best_tau
+
+
+def calibrate_weights(weights: str | Path, valid: LabelledSplit, prior: np.ndarray | None = None,
+                      max_accuracy_drop: float = 0.01) -> dict[str, Any]:
+    """Fit post-hoc logit adjustment (when ``prior`` is given) and then the temperature on a
+    validation split, and store both in the weights' JSON.
+
+    Returns the ``calibration`` record written.
     """
     classifier = FaceClassifier.from_path(weights)
-    logits = classifier.logits(valid.images)
-    temperature = fit_temperature(logits, valid.labels)
-    record = {
-        "temperature": temperature,
-        "fitted_on": "valid",
-        "faces": int(len(valid)),
-        "nll_before": nll(logits, valid.labels),
-        "nll_after": nll(logits, valid.labels, temperature),
-    }
-    update_metadata(weights, {"temperature": temperature, "calibration": record})
+    raw = classifier.raw_logits(valid.images)
+    labels = valid.labels
+    record: dict[str, Any] = {"fitted_on": "valid", "faces": int(len(valid))}
+    bias = np.zeros(raw.shape[1])
+    if prior is not None:
+        tau = choose_logit_adjustment(raw, labels, np.asarray(prior), max_accuracy_drop)
+        bias = -tau * np.log(np.clip(np.asarray(prior, dtype=np.float64), 1e-12, 1))
+        record.update(
+            logit_adjust_tau=tau,
+            max_accuracy_drop=max_accuracy_drop,
+            accuracy_before=float((raw.argmax(axis=1) == labels).mean()),
+            accuracy_after=float(((raw + bias).argmax(axis=1) == labels).mean()),
+            balanced_accuracy_before=balanced_accuracy(labels, raw.argmax(axis=1), raw.shape[1]),
+            balanced_accuracy_after=balanced_accuracy(labels, (raw + bias).argmax(axis=1), raw.shape[1]),
+        )
+    logits = raw + bias
+    temperature = fit_temperature(logits, labels)
+    record.update(temperature=temperature, nll_before=nll(logits, labels), nll_after=nll(logits, labels, temperature))
+    update_metadata(weights, {"temperature": temperature, "logit_bias": [float(b) for b in bias],
+                              "calibration": record})
     return record

@@ -42,8 +42,20 @@ class Classifier(ABC):
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
         """Logits (N, C) for normalised float32 input (N, 1, H, W)."""
 
+    @property
+    def logit_bias(self) -> np.ndarray | None:
+        """Per-class bias added to the logits (post-hoc logit adjustment fitted on valid), or None."""
+        bias = self.metadata.get("logit_bias")
+        return None if bias is None else np.asarray(bias, dtype=np.float32)
+
     def logits(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray:
-        """Raw logits (N, C) for uint8 gray faces (N, 48, 48)."""
+        """Logits (N, C) for uint8 gray faces (N, 48, 48), with the stored logit bias applied."""
+        logits = self.raw_logits(faces, batch_size)
+        bias = self.logit_bias
+        return logits if bias is None else logits + bias
+
+    def raw_logits(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray:
+        """The network's logits (N, C) for uint8 gray faces (N, 48, 48), before any adjustment."""
         faces = np.asarray(faces)
         size = self.preprocessing.size
         if faces.ndim != 3 or faces.shape[1:] != (size, size):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -117,11 +118,14 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
         deterministic=False,
     )
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+    with warnings.catch_warnings():
+        # Augmentation lives in the LightningModule's on_after_batch_transfer on purpose (it runs on the device).
+        warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
         best = load_model(run_dir)  # EarlyStopping restores the best weights
         module.model.load_state_dict(best.model.state_dict())
-        calibration = calibrate_weights(run_dir, datamodule.valid)
+        calibration = calibrate_weights(run_dir, datamodule.valid, datamodule.class_prior())
         logger.info("trained %s in %.0f s; best %s at epoch %s; temperature %.3f", config.model,
                     time.perf_counter() - started, config.monitor, best.metadata.get("epoch"),
                     calibration["temperature"])
