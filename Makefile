@@ -10,13 +10,13 @@ DATA ?= ../shared/data/ferplus/ferplus.tar.gz
 $(BIN)/ferkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[app,dev]"
 	touch $@
 
 setup: $(BIN)/ferkit
 
 run: setup
-	$(BIN)/ferkit models
+	$(BIN)/ferkit app
 
 # Every test, the slow ones (two-process DDP, the notebook) included; plain `pytest` skips those.
 test: setup
