@@ -63,6 +63,8 @@ class OnnxClassifier(Classifier):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Idle worker threads would otherwise spin between calls and slow down the face detector.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
