@@ -61,10 +61,21 @@ def open_capture(source: str | int):  # noqa: ANN201 (cv2.VideoCapture)
     return capture
 
 
-def smoothed_result(recognizer: Recognizer, result: FaceResult, probs: np.ndarray) -> FaceResult:
-    """A FaceResult with the tracker's smoothed probabilities in place of the frame's own."""
-    (smoothed,) = recognizer.results_from_probs([result], probs[None])
-    return smoothed
+class TrackingSession:
+    """One stream's state: recognise each frame, follow faces with stable ids, smooth their probabilities."""
+
+    def __init__(self, recognizer: Recognizer, smoothing: float = 0.6) -> None:
+        self.recognizer = recognizer
+        self.tracker = FaceTracker(smoothing=smoothing)
+
+    def step(self, frame_index: int, image_rgb: np.ndarray) -> list[TrackedFace]:
+        """Tracked faces of one RGB frame, results carrying the smoothed probabilities."""
+        rec = self.recognizer
+        results = rec.analyze(image_rgb)
+        probs = np.array([[r.probabilities[n] for n in rec.labels] for r in results]).reshape(-1, len(rec.labels))
+        matched = self.tracker.update(frame_index, [r.box for r in results], probs)
+        smoothed = rec.results_from_probs(results, np.array([p for _, p in matched]).reshape(-1, len(rec.labels)))
+        return [TrackedFace(track_id, result) for (track_id, _), result in zip(matched, smoothed)]
 
 
 def frames(recognizer: Recognizer, capture, every: int = 1, smoothing: float = 0.6,  # noqa: ANN001
@@ -76,7 +87,7 @@ def frames(recognizer: Recognizer, capture, every: int = 1, smoothing: float = 0
     import cv2
 
     summary = summary or VideoSummary()
-    tracker = FaceTracker(smoothing=smoothing)
+    session = TrackingSession(recognizer, smoothing)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     index, failures, last = -1, 0, []
@@ -93,10 +104,7 @@ def frames(recognizer: Recognizer, capture, every: int = 1, smoothing: float = 0
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         summary.frames += 1
         if index % every == 0:
-            results = recognizer.analyze(rgb)
-            probs = np.array([[r.probabilities[n] for n in recognizer.labels] for r in results]).reshape(-1, len(recognizer.labels))
-            matched = tracker.update(index, [r.box for r in results], probs)
-            last = [TrackedFace(tid, smoothed_result(recognizer, r, p)) for r, (tid, p) in zip(results, matched)]
+            last = session.step(index, rgb)
             summary.analysed += 1
             summary.faces += len(last)
             summary.tracks.update(t.track_id for t in last)

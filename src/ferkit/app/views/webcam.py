@@ -15,15 +15,14 @@ from ferkit.app.settings import ice_servers, recognizer, sidebar
 from ferkit.errors import FerkitError
 from ferkit.inference.annotate import annotate
 from ferkit.inference.recognizer import Recognizer
-from ferkit.video.tracking import FaceTracker
+from ferkit.video.process import TrackingSession
 
 
 class LiveProcessor:
     """Runs in streamlit-webrtc's frame thread; hands the latest results to the page through a queue."""
 
     def __init__(self, rec: Recognizer, smoothing: float) -> None:
-        self.rec = rec
-        self.tracker = FaceTracker(smoothing=smoothing)
+        self.session = TrackingSession(rec, smoothing)
         self.lock = threading.Lock()
         self.results: queue.Queue = queue.Queue(maxsize=1)
         self.frame = 0
@@ -33,13 +32,9 @@ class LiveProcessor:
         rgb = frame.to_ndarray(format="rgb24")
         with self.lock:
             self.frame += 1
-            results = self.rec.analyze(rgb)
-            probs = [[r.probabilities[n] for n in self.rec.labels] for r in results]
-            import numpy as np
-
-            tracked = self.tracker.update(self.frame, [r.box for r in results], np.array(probs).reshape(-1, len(self.rec.labels)))
-            smoothed = [self.rec.results_from_probs([r], p[None])[0] for r, (_, p) in zip(results, tracked)]
-            ids = [tid for tid, _ in tracked]
+            tracked = self.session.step(self.frame, rgb)
+            smoothed = [t.result for t in tracked]
+            ids = [t.track_id for t in tracked]
             fps = self.frame / max(time.perf_counter() - self.started, 1e-9)
         if self.results.full():
             try:
