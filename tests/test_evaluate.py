@@ -83,14 +83,18 @@ def test_mismatched_labels_and_missing_split(trained_run: Path, tmp_path: Path):
 def test_explain_writes_overlays(trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     from PIL import Image
 
-    face = np.random.default_rng(0).integers(0, 255, (150, 150), dtype=np.uint8)
-    Image.fromarray(face).save(tmp_path / "face.png")
+    crop = np.random.default_rng(0).integers(0, 255, (48, 48), dtype=np.uint8)
+    Image.fromarray(crop).save(tmp_path / "crop.png")
     (tmp_path / "broken.jpg").write_text("not an image")
-    code = main(["explain", str(tmp_path / "face.png"), str(tmp_path / "broken.jpg"), "--weights", str(trained_run),
-                 "--out", str(tmp_path / "x"), "--all-classes"])
-    assert code == 2  # one image failed, the other was still written
-    assert (tmp_path / "x" / "face_gradcam.png").is_file()
-    assert "broken.jpg" in capsys.readouterr().err
+    photo = Path(__file__).parent / "data" / "bbt3.jpg"
+    code = main(["explain", str(photo), str(tmp_path / "crop.png"), str(tmp_path / "broken.jpg"),
+                 "--weights", str(trained_run), "--out", str(tmp_path / "x"), "--all-classes"])
+    assert code == 2  # one image failed, the others were still written
+    written = {p.name for p in (tmp_path / "x").iterdir()}
+    assert {"bbt3_gradcam.png", "crop_gradcam.png", "crop_face1_all_classes.png"} <= written
+    assert {f"bbt3_face{i}_all_classes.png" for i in range(1, 6)} <= written
+    captured = capsys.readouterr()
+    assert "broken.jpg" in captured.err and captured.out.count("bbt3.jpg face") == 5
 
 
 def test_calibrate_command_stores_bias_and_temperature(trained_run: Path, smoke_data: Path, tmp_path: Path,

@@ -87,37 +87,45 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     import numpy as np
+    from PIL import Image
 
     from ferkit.data.images import read_face
     from ferkit.explain.cli_figures import all_classes_figure, explanation_figure
-    from ferkit.explain.gradcam import gradcam_faces
-    from ferkit.inference.bundled import default_weights
-    from ferkit.inference.classifier import FaceClassifier
+    from ferkit.inference.annotate import annotate
+    from ferkit.inference.recognizer import load
 
-    classifier = FaceClassifier.from_path(args.weights or default_weights())
-    names, prep = classifier.labels, classifier.loaded.preprocessing
+    rec = load(args.weights, backend="torch", detector=args.detector)
+    names = rec.labels
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for image_path in map(Path, args.images):
         try:
-            face = read_face(image_path, resize=True)  # the whole image is taken as one face crop
+            analysis = rec.analyze_image(image_path)
+            crop_only = not analysis.faces and max(analysis.image.shape[:2]) <= 96  # already a face crop
+            crops = read_face(image_path, resize=True)[None] if crop_only else analysis.crops
         except FerkitError as exc:
             print(f"ferkit: skipped {image_path}: {exc}", file=sys.stderr)
             failures += 1
             continue
-        faces = face[None]
-        probs = classifier.probabilities(faces)[0]
-        if args.all_classes:
-            maps = np.concatenate([gradcam_faces(classifier.model, faces, prep, target=k) for k in range(len(names))])
-            fig = all_classes_figure(face, maps, probs, names)
-        else:
-            k = int(probs.argmax())
-            fig = explanation_figure(face, gradcam_faces(classifier.model, faces, prep, target=k)[0],
-                                     f"{names[k]} ({probs[k]:.2f})")
+        if not len(crops):
+            print(f"{image_path}: no face found", file=sys.stderr)
+            continue
         target = out / f"{image_path.stem}_gradcam.png"
-        fig.savefig(target, dpi=110)
-        print(f"{image_path}: {names[int(probs.argmax())]} {probs.max():.2f} -> {target}")
+        all_probs = rec.classify(crops)
+        if crop_only:
+            k = int(all_probs[0].argmax())
+            explanation_figure(crops[0], rec.explain(crops, [k])[0], f"{names[k]} ({all_probs[0, k]:.2f})").savefig(
+                target, dpi=110)
+        else:
+            Image.fromarray(annotate(rec.gradcam_overlay(analysis), analysis.results, bars=False)).save(target)
+        for i, probs in enumerate(all_probs):
+            k = int(probs.argmax())
+            print(f"{image_path} face {i + 1}: {names[k]} {probs[k]:.2f} -> {target}")
+            if args.all_classes:
+                maps = np.concatenate([rec.explain(crops[i : i + 1], [c]) for c in range(len(names))])
+                all_classes_figure(crops[i], maps, probs, names).savefig(
+                    out / f"{image_path.stem}_face{i + 1}_all_classes.png", dpi=110)
     if failures:
         raise FerkitError(f"{failures} of {len(args.images)} images could not be read")
 
@@ -261,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=_cmd_calibrate)
 
     explain = commands.add_parser("explain", help="Grad-CAM overlays for face images")
-    explain.add_argument("images", nargs="+", help="image files (each taken as one face crop)")
+    explain.add_argument("images", nargs="+", help="photos (faces are detected) or 48x48 face crops")
     explain.add_argument("--weights", help="run folder or .safetensors (default: the bundled model)")
+    explain.add_argument("--detector", default="yunet", choices=("yunet", "haar"))
     explain.add_argument("--all-classes", action="store_true", help="one panel per emotion")
     explain.add_argument("--out", default="explanations", help="output folder")
     explain.set_defaults(func=_cmd_explain)
