@@ -264,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
     calibrate.add_argument("--no-logit-adjust", dest="logit_adjust", action="store_false",
                            help="fit the temperature only")
-    calibrate.add_argument("--max-accuracy-drop", type=float, default=0.01,
-                           help="most validation accuracy the logit adjustment may cost (default 0.01)")
+    calibrate.add_argument("--max-accuracy-drop", type=float, default=0.005,
+                           help="most validation accuracy the logit adjustment may cost (default 0.005)")
     calibrate.set_defaults(func=_cmd_calibrate)
 
     explain = commands.add_parser("explain", help="Grad-CAM overlays for face images")

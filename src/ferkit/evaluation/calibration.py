@@ -45,7 +45,7 @@ def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, num_classes: in
 
 
 def choose_logit_adjustment(logits: np.ndarray, labels: np.ndarray, prior: np.ndarray,
-                            max_accuracy_drop: float = 0.01) -> float:
+                            max_accuracy_drop: float = 0.005) -> float:
     """Post-hoc logit adjustment (Menon et al., ICLR 2021): the tau in logits - tau * log(prior) that
     maximises balanced accuracy while losing at most ``max_accuracy_drop`` accuracy (on valid)."""
     num_classes = logits.shape[1]
@@ -63,7 +63,7 @@ def choose_logit_adjustment(logits: np.ndarray, labels: np.ndarray, prior: np.nd
 
 
 def calibrate_weights(weights: str | Path, valid: LabelledSplit, prior: np.ndarray | None = None,
-                      max_accuracy_drop: float = 0.01) -> dict[str, Any]:
+                      max_accuracy_drop: float = 0.005) -> dict[str, Any]:
     """Fit post-hoc logit adjustment (when ``prior`` is given) and then the temperature on a
     validation split, and store both in the weights' JSON.
 

@@ -61,7 +61,7 @@ def reliability_figure(before: dict[str, np.ndarray], after: dict[str, np.ndarra
         ax.bar(centres[filled], bins["accuracy"][filled], width=edges[1] - edges[0], edgecolor="black",
                color="#1f77b4", alpha=0.8, label="accuracy")
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-        ax.plot(bins["confidence"][filled], bins["accuracy"][filled], "o", color="#d62728", label="mean confidence")
+        ax.plot(centres[filled], bins["confidence"][filled], "o", color="#d62728", label="mean confidence in the bin")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("confidence (top probability)")
