@@ -62,3 +62,17 @@ def test_video_and_model_pages_render(app: AppTest):
     assert not app.exception and app.title[0].value == "Emotions over a video"
     app.switch_page(str(APP.parent / "views" / "model.py")).run()
     assert not app.exception and app.title[0].value == "The model"
+
+
+def test_model_page_shows_the_bundled_model(monkeypatch: pytest.MonkeyPatch):
+    from ferkit.inference.bundled import BUNDLED_DIR
+
+    if not (BUNDLED_DIR / "weights.safetensors").is_file():
+        pytest.skip("this checkout has no bundled model")
+    monkeypatch.delenv("FERKIT_WEIGHTS", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.switch_page(str(APP.parent / "views" / "model.py")).run()
+    assert not at.exception
+    assert [m.label for m in at.metric] == ["Test accuracy (FER+)", "Balanced accuracy", "ECE"]
+    assert len(at.get("image")) >= 4  # confusion matrix, ROC, calibration, Grad-CAM from reports/

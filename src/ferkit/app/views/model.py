@@ -27,9 +27,10 @@ def page() -> None:
         cols[0].metric("Test accuracy (FER+)", f"{100 * test['accuracy']:.2f}%")
         cols[1].metric("Balanced accuracy", f"{100 * test['balanced_accuracy']:.2f}%")
         cols[2].metric("ECE", f"{test['ece']:.3f}")
-    card = meta.get("model_card")
-    if card:
-        st.markdown(card)
+    card = REPORTS.parent / "MODEL_CARD.md"
+    if card.is_file() and not settings.weights:
+        with st.expander("Model card", expanded=False):
+            st.markdown(card.read_text())
     metrics_file = REPORTS / "metrics.json"
     if metrics_file.is_file() and not settings.weights:
         metrics = json.loads(metrics_file.read_text())
