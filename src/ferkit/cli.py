@@ -184,7 +184,6 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 def _cmd_app(args: argparse.Namespace) -> None:
     import os
-    import subprocess
     from pathlib import Path
 
     main_script = Path(__file__).resolve().parent / "app" / "main.py"
@@ -194,7 +193,8 @@ def _cmd_app(args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "streamlit", "run", str(main_script), "--server.port", str(args.port),
                "--server.address", args.address, "--server.maxUploadSize", "200", "--server.headless",
                "true" if args.headless else "false", "--browser.gatherUsageStats", "false"]
-    raise SystemExit(subprocess.call(command, env=env))
+    # Become the Streamlit process (no child left behind when this one is stopped).
+    os.execve(sys.executable, command, env)
 
 
 def _yaml_value(text: str) -> Any:
