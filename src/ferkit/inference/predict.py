@@ -31,7 +31,10 @@ def expand_inputs(paths: Iterable[str], recursive: bool = False) -> list[tuple[s
             out.append((raw, None))
         elif glob.has_magic(raw):
             matches = sorted(m for m in glob.glob(raw, recursive=recursive) if Path(m).is_file())
-            out.extend((m, None) for m in matches) if matches else out.append((raw, "no file matches this pattern"))
+            if matches:
+                out.extend((m, None) for m in matches)
+            else:
+                out.append((raw, "no file matches this pattern"))
         else:
             out.append((raw, "no such file or folder"))
     return out
