@@ -192,7 +192,8 @@ def _cmd_app(args: argparse.Namespace) -> None:
         env["FERKIT_WEIGHTS"] = str(Path(args.weights).resolve())
     command = [sys.executable, "-m", "streamlit", "run", str(main_script), "--server.port", str(args.port),
                "--server.address", args.address, "--server.maxUploadSize", "200", "--server.headless",
-               "true" if args.headless else "false", "--browser.gatherUsageStats", "false"]
+               "true" if args.headless else "false", "--server.showEmailPrompt", "false",
+               "--browser.gatherUsageStats", "false"]
     # Become the Streamlit process (no child left behind when this one is stopped).
     os.execve(sys.executable, command, env)
 
