@@ -26,7 +26,6 @@ from ferkit.evaluation.metrics import (
 )
 from ferkit.evaluation.robustness import corruptions
 from ferkit.explain.gradcam import gradcam_faces
-from ferkit.inference.checkpoint import resolve_weights
 from ferkit.inference.classifier import FaceClassifier
 from ferkit.models import count_parameters, macs_per_face
 
@@ -84,8 +83,8 @@ def best_performance(history: list[dict[str, Any]]) -> dict[str, Any]:
 def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: EvalOptions) -> dict[str, Any]:
     """Evaluate one set of weights on ``data`` and write every file into ``out``; returns the metrics."""
     out.mkdir(parents=True, exist_ok=True)
-    weights_file, _ = resolve_weights(weights)
     classifier = FaceClassifier.from_path(weights, tta=options.tta)
+    weights_file = classifier.metadata_path
     names = classifier.labels
     if tuple(names) != tuple(data.classes):
         raise FerkitError(
