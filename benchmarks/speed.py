@@ -1,5 +1,6 @@
-"""Print inference speed: classifier ms/face (torch and ONNX Runtime, batch 1 and 64) and full
-pipeline frames/s on 640x480 frames with 1 and 5 faces, for each detector.
+"""Print inference speed: classifier ms/face (torch and ONNX Runtime, batch 1 and 64, with and
+without the mirror-image TTA) and full pipeline frames/s on 640x480 frames with 1 and 5 faces,
+for each detector.
 
     python benchmarks/speed.py [--weights RUN_OR_SAFETENSORS] [--repeats 200]
 """
@@ -55,12 +56,13 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = export_onnx(weights, Path(tmp) / "model.onnx")
-        backends = {"torch": ferkit.load(weights), "onnx": ferkit.load(onnx_file)}
+        backends = {"torch": ferkit.load(weights), "onnx": ferkit.load(onnx_file),
+                    "torch+tta": ferkit.load(weights, tta=True), "onnx+tta": ferkit.load(onnx_file, tta=True)}
         crops = np.random.default_rng(0).integers(0, 256, (64, 48, 48), dtype=np.uint8)
         for name, rec in backends.items():
             one = timed(lambda: rec.classify(crops[:1]), args.repeats) * 1000
             many = timed(lambda: rec.classify(crops), max(10, args.repeats // 10)) * 1000 / 64
-            print(f"classifier {name:<6} batch 1: {one:6.2f} ms/face   batch 64: {many:6.3f} ms/face")
+            print(f"classifier {name:<9} batch 1: {one:6.2f} ms/face   batch 64: {many:6.3f} ms/face")
         for detector in DETECTOR_NAMES:
             for size in (960, 320):  # detection at full 640x480, or scaled to 320x240 (--detect-size 320)
                 for backend, path in (("torch", weights), ("onnx", onnx_file)):

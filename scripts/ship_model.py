@@ -54,7 +54,8 @@ def model_card(metadata: dict) -> str:
 - Architecture `{metadata['model']}` {metadata['model_kwargs'] or ''} (ferkit's own residual CNN with global pooling),
   {metadata.get('parameters', 'see `ferkit models`')} parameters, input 48x48 gray faces, 8 outputs in FER+ order.
 - Weights: `src/ferkit/weights/weights.safetensors` (sha256 `{metadata['sha256']}`), described by `model.json`.
-- Training: run `{metadata['run']}`, label mode `{metadata['label_mode']}`, {training['epochs']} epochs planned,
+- Training: run `{metadata['run']}` on {metadata.get('hardware', 'unrecorded hardware')}
+  ({metadata.get('train_seconds', 0) / 60:.0f} min), label mode `{metadata['label_mode']}`, {training['epochs']} epochs planned,
   best epoch {metadata['epoch']} by `{metadata['monitor']}`; Adam lr {training['lr']}, weight decay
   {training['weight_decay']}, {training['scheduler']} schedule, batch {training['batch_size']}, augmentation
   {training['augment']}.

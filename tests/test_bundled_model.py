@@ -23,6 +23,14 @@ def test_bundled_model_loads_and_classifies():
     assert (default_weights() / "weights.safetensors").stat().st_size < 25 * 1024 * 1024
 
 
+def test_tta_averages_the_logits_of_each_face_and_its_mirror():
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    plain, mirrored = ferkit.load(), ferkit.load(tta=True)
+    expected = (plain.classifier.raw_logits(faces) + plain.classifier.raw_logits(faces[..., ::-1])) / 2
+    np.testing.assert_allclose(mirrored.classifier.raw_logits(faces), expected, atol=1e-4)
+    assert not np.allclose(expected, plain.classifier.raw_logits(faces), atol=1e-3)
+
+
 @pytest.mark.data
 @pytest.mark.skipif(full_ferplus_path() is None, reason="FER+ not found: set FERKIT_DATA or put ../shared/data")
 def test_bundled_model_accuracy_matches_its_card(tmp_path):

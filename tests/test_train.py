@@ -31,6 +31,7 @@ def test_smoke_run_writes_a_complete_run_folder(smoke_data: Path, tmp_path: Path
     assert meta["preprocessing"] == {"color": "gray", "size": 48, "mean": 0.5, "std": 0.25}
     assert meta["data"]["fingerprint"] == load_dataset(smoke_data).fingerprint
     assert set(meta["metrics"]) >= {"val_loss", "val_acc", "train_loss"}
+    assert meta["hardware"].endswith(" cores") and meta["train_seconds"] > 0 and meta["epochs_run"] == 1
     history = json.loads((run / "history.json").read_text())
     assert [row["epoch"] for row in history] == [0] and history[0]["lr"] == pytest.approx(1e-3)
     rows = list(csv.DictReader((run / "history.csv").open()))

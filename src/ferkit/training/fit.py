@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import platform
 import time
 import warnings
 from datetime import datetime
@@ -19,7 +21,7 @@ from ferkit.data.datamodule import FerDataModule
 from ferkit.data.load import load_dataset
 from ferkit.errors import ConfigError
 from ferkit.evaluation.calibration import calibrate_weights
-from ferkit.inference.checkpoint import load_model
+from ferkit.inference.checkpoint import load_model, update_metadata
 from ferkit.models import create_model, layer_table
 from ferkit.preprocessing import Preprocessing
 from ferkit.training.callbacks import BestWeightsSaver, HistoryWriter
@@ -38,6 +40,13 @@ def _precision(config: TrainConfig) -> str:
 
 def _devices(value: str) -> Any:
     return int(value) if value.isdigit() else value
+
+
+def hardware(device: torch.device, devices: int = 1) -> str:
+    """What a run trains on, in words: the GPU's name, or the CPU and its core count."""
+    if device.type == "cuda":
+        return f"{devices} x {torch.cuda.get_device_name(device)}"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
 
 
 def run_dir_for(config: TrainConfig) -> Path:
@@ -125,8 +134,11 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
     if trainer.is_global_zero:
         best = load_model(run_dir)  # EarlyStopping restores the best weights
         module.model.load_state_dict(best.model.state_dict())
+        seconds = time.perf_counter() - started
+        update_metadata(run_dir, {"hardware": hardware(trainer.strategy.root_device, trainer.num_devices),
+                                  "train_seconds": round(seconds, 1), "epochs_run": trainer.current_epoch})
         calibration = calibrate_weights(run_dir, datamodule.valid, datamodule.class_prior())
         logger.info("trained %s in %.0f s; best %s at epoch %s; temperature %.3f", config.model,
-                    time.perf_counter() - started, config.monitor, best.metadata.get("epoch"),
+                    seconds, config.monitor, best.metadata.get("epoch"),
                     calibration["temperature"])
     return run_dir
