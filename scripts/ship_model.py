@@ -78,7 +78,7 @@ Children, and faces far from frontal, small or blurred, are outside what it was 
 FER-2013 (the ICML 2013 representation-learning challenge; research use) with Microsoft's FER+
 crowd labels (MIT licence): 10 votes per face over 8 emotions, "unknown" and "not a face". Train
 split only ({metadata['data']['train_faces']:,} faces under `{metadata['label_mode']}`); models and
-hyper-parameters were chosen on Valid; Test was used to report, once.
+hyper-parameters were chosen on Valid; Test was used only to report.
 
 ## Evaluation protocol
 FER+ test split, majority protocol of Barsoum et al. (ICMI 2016): single votes dropped, a face
