@@ -12,6 +12,7 @@ import argparse
 import numpy as np
 
 from ferkit.data import apply_protocol, load_dataset
+from ferkit.data.datamodule import FerDataModule
 from ferkit.evaluation.calibration import balanced_accuracy
 from ferkit.inference.classifier import FaceClassifier
 
@@ -25,12 +26,13 @@ def main() -> None:
     data = load_dataset(args.data, progress=False)
     classes = len(data.classes)
     split = apply_protocol(data.split(args.split), "majority", classes)
-    votes = apply_protocol(data.split("train"), "soft", classes).targets.sum(axis=0)
-    log_prior = np.log(votes / votes.sum())
     taus = np.round(np.arange(-0.5, 1.0001, 0.1), 1) + 0.0  # no "-0.0"
     print(f"{args.split}: accuracy / balanced accuracy (%) at tau = " + " ".join(f"{t:+.1f}" for t in taus))
     for run in args.runs:
-        raw = FaceClassifier.from_path(run).raw_logits(split.images)
+        classifier = FaceClassifier.from_path(run)
+        # The prior that training's calibration used: the run's own label mode on Train.
+        log_prior = np.log(FerDataModule(data, classifier.metadata["label_mode"]).class_prior())
+        raw = classifier.raw_logits(split.images)
         cells = []
         for tau in taus:
             predicted = (raw - tau * log_prior).argmax(axis=1)

@@ -54,7 +54,7 @@ def test_min_confidence_marks_uncertain(trained_run: Path):
 
 def test_onnx_backend_matches_torch(recognizer: ferkit.Recognizer, tmp_path: Path):
     onnx_file = tmp_path / "model.onnx"
-    assert main(["export", str(onnx_file), "--format", "onnx", "--weights", str(recognizer.classifier.metadata_path)]) == 0
+    assert main(["export", str(onnx_file), "--format", "onnx", "--weights", str(recognizer.classifier.weights_path)]) == 0
     rec = ferkit.load(onnx_file)
     assert type(rec.classifier).__name__ == "OnnxClassifier" and rec.labels == recognizer.labels
     crops = np.random.default_rng(1).integers(0, 256, (64, 48, 48), dtype=np.uint8)

@@ -84,7 +84,7 @@ def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: Ev
     """Evaluate one set of weights on ``data`` and write every file into ``out``; returns the metrics."""
     out.mkdir(parents=True, exist_ok=True)
     classifier = FaceClassifier.from_path(weights, tta=options.tta)
-    weights_file = classifier.metadata_path
+    weights_file = classifier.weights_path
     names = classifier.labels
     if tuple(names) != tuple(data.classes):
         raise FerkitError(

@@ -28,7 +28,7 @@ class FaceClassifier(Classifier):
         self.labels = loaded.labels
         self.preprocessing = loaded.preprocessing
         self.metadata = loaded.metadata
-        self.metadata_path = loaded.path
+        self.weights_path = loaded.path
         self._fast = _inference_copy(self.model) if device == "cpu" else self.model
 
     @classmethod

@@ -21,7 +21,7 @@ from ferkit.data.datamodule import FerDataModule
 from ferkit.data.load import load_dataset
 from ferkit.errors import ConfigError
 from ferkit.evaluation.calibration import calibrate_weights
-from ferkit.inference.checkpoint import load_model, update_metadata
+from ferkit.inference.checkpoint import update_metadata
 from ferkit.models import create_model, layer_table
 from ferkit.preprocessing import Preprocessing
 from ferkit.training.callbacks import BestWeightsSaver, HistoryWriter
@@ -132,13 +132,11 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
         warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
     if trainer.is_global_zero:
-        best = load_model(run_dir)  # EarlyStopping restores the best weights
-        module.model.load_state_dict(best.model.state_dict())
         seconds = time.perf_counter() - started
-        update_metadata(run_dir, {"hardware": hardware(trainer.strategy.root_device, trainer.num_devices),
-                                  "train_seconds": round(seconds, 1), "epochs_run": trainer.current_epoch})
+        # The run folder holds the best epoch's weights (BestWeightsSaver); calibration reads them.
+        metadata = update_metadata(run_dir, {"hardware": hardware(trainer.strategy.root_device, trainer.num_devices),
+                                             "train_seconds": round(seconds, 1), "epochs_run": trainer.current_epoch})
         calibration = calibrate_weights(run_dir, datamodule.valid, datamodule.class_prior())
         logger.info("trained %s in %.0f s; best %s at epoch %s; temperature %.3f", config.model,
-                    seconds, config.monitor, best.metadata.get("epoch"),
-                    calibration["temperature"])
+                    seconds, config.monitor, metadata.get("epoch"), calibration["temperature"])
     return run_dir
