@@ -32,8 +32,9 @@ def face_pixels(rng: np.random.Generator, label: int) -> np.ndarray:
     return image
 
 
-def write_ferplus(root: Path, sizes: dict[str, int], seed: int = 0) -> Path:
-    """Write a FER+ folder (FER2013*/label.csv + PNGs) with ``sizes[split]`` faces per split."""
+def write_ferplus(root: Path, sizes: dict[str, int], seed: int = 0, neutral_share: float = 0.0) -> Path:
+    """Write a FER+ folder (FER2013*/label.csv + PNGs) with ``sizes[split]`` faces per split; the
+    first ``neutral_share`` of each split is neutral (a skewed class prior), the rest cycles the emotions."""
     rng = np.random.default_rng(seed)
     index = 0
     for split, count in sizes.items():
@@ -42,7 +43,7 @@ def write_ferplus(root: Path, sizes: dict[str, int], seed: int = 0) -> Path:
         with (folder / "label.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
             for i in range(count):
-                label = i % len(EMOTIONS)
+                label = 0 if i < neutral_share * count else i % len(EMOTIONS)
                 name = f"fer{index:07d}.png"
                 Image.fromarray(face_pixels(rng, label)).save(folder / name)
                 writer.writerow([name, "(0, 0, 48, 48)", *random_votes(rng, label)])
@@ -86,13 +87,30 @@ def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def skewed_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic faces in the FER+ layout, 60% of them neutral: a class prior far from uniform."""
+    return write_ferplus(tmp_path_factory.mktemp("skewed"), {"train": 320, "valid": 96, "test": 64}, seed=1,
+                         neutral_share=0.6)
+
+
+@pytest.fixture(scope="session")
 def trained_run(smoke_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder from a short real training run on ``smoke_data`` (fernet, 3 epochs)."""
+    return _train(smoke_data, tmp_path_factory, "tiny")
+
+
+@pytest.fixture(scope="session")
+def skewed_run(skewed_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained on ``skewed_data``: its stored logit biases are far from zero."""
+    return _train(skewed_data, tmp_path_factory, "skewed")
+
+
+def _train(data: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     from ferkit.training import build_config, fit
 
     out = tmp_path_factory.mktemp("runs")
     config = build_config(overrides={
-        "data": str(smoke_data), "out": str(out), "name": "tiny", "model": "fernet", "epochs": 3,
+        "data": str(data), "out": str(out), "name": name, "model": "fernet", "epochs": 3,
         "batch_size": 32, "lr": 0.003, "progress": False, "seed": 3,
     })
     old = os.environ.get("FERKIT_CACHE")

@@ -65,9 +65,9 @@ def test_video_and_model_pages_render(app: AppTest):
 
 
 def test_model_page_shows_the_bundled_model(monkeypatch: pytest.MonkeyPatch):
-    from ferkit.inference.bundled import BUNDLED_DIR
+    from ferkit.inference.bundled import bundled_models
 
-    if not (BUNDLED_DIR / "weights.safetensors").is_file():
+    if not bundled_models():
         pytest.skip("this checkout has no bundled model")
     monkeypatch.delenv("FERKIT_WEIGHTS", raising=False)
     at = AppTest.from_file(str(APP), default_timeout=120)
@@ -76,3 +76,22 @@ def test_model_page_shows_the_bundled_model(monkeypatch: pytest.MonkeyPatch):
     assert not at.exception
     assert [m.label for m in at.metric] == ["Test accuracy (FER+)", "Balanced accuracy", "ECE"]
     assert len(at.get("image")) >= 4  # confusion matrix, ROC, calibration, Grad-CAM from reports/
+
+
+def test_sidebar_offers_the_models_and_the_prior(skewed_run: Path, monkeypatch: pytest.MonkeyPatch):
+    from ferkit.inference.bundled import bundled_models
+
+    monkeypatch.setenv("FERKIT_WEIGHTS", str(skewed_run))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    model = next(s for s in at.sidebar.selectbox if s.label == "Model")
+    assert list(model.options) == [f"{skewed_run.name} (operator's weights)",
+                                   *[f"{n}" for n in bundled_models()]]
+    assert not [t for t in at.sidebar.text_input]  # no free path box for visitors
+    at.selectbox[0].set_value("close-up.png").run()
+    confidence = {}
+    for prior in ("train", "uniform"):
+        next(r for r in at.sidebar.radio if r.label == "Expected emotions").set_value(prior).run()
+        assert not at.exception
+        confidence[prior] = next(m.value for m in at.markdown if m.value.startswith("**Face 1:"))
+    assert confidence["train"] != confidence["uniform"]

@@ -31,7 +31,13 @@ def test_evaluate_writes_every_file(trained_run: Path, smoke_data: Path, tmp_pat
     assert ALL_FILES <= {p.name for p in out.iterdir()}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["images"] == 64 and metrics["tta"] == "hflip" and metrics["protocol"] == "FER+ majority vote"
-    assert set(metrics["robustness"]) >= {"occlude_eyes", "crop_tight_80%", "crop_loose_+10%"}
+    rows = metrics["robustness"]
+    assert set(rows) >= {"none", "noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px", "occlude_eyes",
+                         "crop_tight_80%", "mean_camera", "mean_all"}
+    assert rows["none"]["accuracy"] == metrics["accuracy"]
+    camera = [rows[n]["balanced_accuracy"] for n in ("noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px")]
+    assert rows["mean_camera"]["balanced_accuracy"] == pytest.approx(np.mean(camera))
+    assert rows["jpeg_q30"]["accuracy_drop"] == pytest.approx(rows["jpeg_q30"]["accuracy"] - metrics["accuracy"])
     assert 0 <= metrics["abstention"]["coverage"] <= 1
     assert sum(map(sum, metrics["confusion_matrix"])) == 64
     assert metrics["best_performance"]["epochs"] == 3

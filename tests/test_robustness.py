@@ -19,7 +19,22 @@ def test_every_corruption_keeps_shape_and_dtype():
     for name, corrupt in corruptions().items():
         out = corrupt(FACES)
         assert out.shape == FACES.shape and out.dtype == np.uint8, name
-    assert len(corruptions()) == 10
+    assert list(corruptions())[:4] == ["noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px"]
+    assert len(corruptions()) == 14
+
+
+def test_camera_corruptions_at_their_stated_strengths():
+    smooth = np.kron(np.random.default_rng(1).integers(0, 256, (3, 6, 6)), np.ones((8, 8))).astype(np.uint8)
+    suite = corruptions()
+    flat = np.full((1, 48, 48), 90, np.uint8)
+    assert (suite["noise_std8"](flat).astype(float) - 90).std() == pytest.approx(8, rel=0.1)
+    np.testing.assert_array_equal(suite["blur_sigma1"](smooth), gaussian_blur(1.0)(smooth))
+    np.testing.assert_array_equal(suite["lowres_24px"](flat), flat)
+    # 8x8 blocks on the JPEG grid compress almost losslessly; a 24 px face loses its fine detail
+    assert np.abs(suite["jpeg_q30"](smooth).astype(int) - smooth).mean() < 3
+    checker = np.indices((48, 48)).sum(axis=0) % 2 * 255
+    low = suite["lowres_24px"](checker[None].astype(np.uint8))
+    assert np.abs(low.astype(int) - 127).max() <= 1  # one-pixel detail averages out at 24 px
 
 
 def test_occlusion_zeroes_exactly_the_band():

@@ -69,3 +69,35 @@ def test_training_learns_the_synthetic_task(smoke_data: Path, tmp_path: Path):
     assert _train(smoke_data, tmp_path, "--epochs", "6", "--lr", "0.003", "--monitor", "val_acc") == 0
     meta = json.loads((tmp_path / "smoke" / "model.json").read_text())
     assert meta["metrics"]["val_acc"] > 0.5
+
+
+def test_fine_tuning_with_degradations_is_recorded(smoke_data: Path, trained_run: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]):
+    import yaml
+
+    augment = '{"degrade": 0.7, "noise": 12, "jpeg": 25}'
+    assert _train(smoke_data, tmp_path, "--epochs", "1", "--lr", "1e-12", "--init-weights", str(trained_run),
+                  "--augment", augment) == 0
+    run = tmp_path / "smoke"
+    meta = json.loads((run / "model.json").read_text())
+    start = load_model(trained_run)
+    assert meta["init_weights"]["sha256"] == start.metadata["sha256"]
+    for recorded in (meta["training"]["augment"], yaml.safe_load((run / "config.yaml").read_text())["augment"]):
+        assert recorded["degrade"] == 0.7 and recorded["noise"] == 12 and recorded["jpeg"] == 25
+        assert recorded["blur"] == 1.6 and recorded["low_res"] == 14  # defaults of the other degradations
+    tuned = load_model(run).model.state_dict()
+    for name, tensor in start.model.state_dict().items():
+        if name.endswith("weight") and tensor.ndim == 4:  # convolutions: a learning rate of 1e-12 keeps them
+            torch.testing.assert_close(tuned[name], tensor, rtol=0, atol=1e-6)
+    # another architecture cannot start from these weights
+    assert main(["train", "--data", str(smoke_data), "--out", str(tmp_path), "--name", "other", "--model",
+                 "baseline_cnn", "--epochs", "1", "--no-progress", "--init-weights", str(trained_run)]) == 2
+    assert "pass the same --model and --model-kwargs" in capsys.readouterr().err
+
+
+def test_train_help_lists_every_degradation(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for key in ("degrade", "gamma", "blur", "low_res", "noise", "shot_noise", "jpeg", "init-weights"):
+        assert key in text

@@ -15,6 +15,9 @@ import yaml
 from ferkit.errors import FerkitError
 
 logger = logging.getLogger("ferkit")
+MODEL_HELP = "bundled model (fast, accurate) or a run folder, .safetensors or .onnx file (default: fast)"
+PRIOR_HELP = ("class prior: train (faces as frequent as in FER+, mostly neutral and happy) or uniform "
+              "(every emotion equally likely: posed or elicited expressions)")
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -57,11 +60,11 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from ferkit.data import load_dataset
     from ferkit.evaluation.evaluate import EvalOptions, run_evaluation
-    from ferkit.inference.bundled import default_weights
+    from ferkit.inference.bundled import resolve_model
 
-    weights = args.weights or [default_weights()]
+    weights = [resolve_model(m) for m in args.model or [None]]
     options = EvalOptions(split=args.split, tta=args.tta == "hflip", min_confidence=args.min_confidence,
-                          robustness=args.robustness, gradcam=args.gradcam)
+                          robustness=args.robustness, gradcam=args.gradcam, prior=args.prior)
     data = load_dataset(args.data, args.votes)
     report = run_evaluation(weights, data, args.out, options)
     print(f"report: {report}")
@@ -94,7 +97,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     from ferkit.inference.annotate import annotate
     from ferkit.inference.recognizer import load
 
-    rec = load(args.weights, backend="torch", detector=args.detector)
+    rec = load(args.model, backend="torch", detector=args.detector, prior=args.prior)
     names = rec.labels
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,12 +139,13 @@ def _recognizer(args: argparse.Namespace):  # noqa: ANN202
 
     options = DetectorOptions(min_size=args.min_face, score_threshold=args.score_threshold,
                               max_faces=args.max_faces, largest_only=args.largest_only, max_side=args.detect_size)
-    return load(args.weights, backend=args.backend, detector=args.detector, detector_options=options,
+    return load(args.model, backend=args.backend, prior=args.prior, detector=args.detector, detector_options=options,
                 min_confidence=args.min_confidence, tta=args.tta)
 
 
 def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", help="run folder, .safetensors or .onnx (default: the bundled model)")
+    parser.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
+    parser.add_argument("--prior", default="train", choices=("train", "uniform"), help=PRIOR_HELP)
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
     parser.add_argument("--detector", default="yunet", choices=("yunet", "haar"))
     parser.add_argument("--min-face", type=int, default=20, help="smallest face side in pixels")
@@ -175,10 +179,10 @@ def _cmd_video(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from ferkit.inference.bundled import default_weights
+    from ferkit.inference.bundled import resolve_model
     from ferkit.inference.onnx_backend import export_onnx
 
-    path = export_onnx(args.weights or default_weights(), args.output)
+    path = export_onnx(resolve_model(args.model), args.output)
     print(f"wrote {path}")
 
 
@@ -188,8 +192,10 @@ def _cmd_app(args: argparse.Namespace) -> None:
 
     main_script = Path(__file__).resolve().parent / "app" / "main.py"
     env = dict(os.environ)
-    if args.weights:
-        env["FERKIT_WEIGHTS"] = str(Path(args.weights).resolve())
+    if args.model:
+        from ferkit.inference.bundled import BUNDLED_MODELS
+
+        env["FERKIT_WEIGHTS"] = args.model if args.model in BUNDLED_MODELS else str(Path(args.model).resolve())
     command = [sys.executable, "-m", "streamlit", "run", str(main_script), "--server.port", str(args.port),
                "--server.address", args.address, "--server.maxUploadSize", "200", "--server.headless",
                "true" if args.headless else "false", "--server.showEmailPrompt", "false",
@@ -215,6 +221,9 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         default = getattr(defaults, name)
         kind: Any
+        if name == "augment":
+            parser.add_argument(flag, dest=name, type=_yaml_value, default=None, help=_augment_help())
+            continue
         if isinstance(default, bool):
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"(default: {default})")
@@ -225,7 +234,23 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
             kind = float if isinstance(default, float) or name.startswith("limit_") else int
         else:
             kind = str
-        parser.add_argument(flag, dest=name, type=kind, default=None, help=f"(default: {default!r})")
+        parser.add_argument(flag, dest=name, type=kind, default=None, help=_TRAIN_HELP.get(name, f"(default: {default!r})"))
+
+
+def _augment_help() -> str:
+    from ferkit.data.augment import AugmentConfig
+
+    keys = ", ".join(f"{k} ({v})" for k, v in AugmentConfig().to_dict().items())
+    return (f"YAML mapping of augmentation strengths, 0 turns one off; keys (default): {keys}. 'degrade' is the "
+            "share of faces given camera degradations: gamma (largest |ln gamma|), blur (largest sigma, px), "
+            "low_res (smallest side, px), noise (largest std, gray levels), shot_noise (signal-dependent gain), "
+            "jpeg (lowest quality)")
+
+
+_TRAIN_HELP = {
+    "init_weights": "start from these weights (run folder, .safetensors, or a bundled model: fast, accurate) "
+                    "to fine-tune them; the architecture must match",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_data_info)
 
     evaluate = commands.add_parser("evaluate", help="metrics, plots and a report for trained weights")
-    evaluate.add_argument("--weights", action="append", help="run folder or .safetensors; repeat to compare "
-                          "(default: the bundled model)")
+    evaluate.add_argument("--model", "--weights", dest="model", action="append",
+                          help="bundled model (fast, accurate), run folder or .safetensors; repeat to compare (default: fast)")
+    evaluate.add_argument("--prior", default="train", choices=("train", "uniform"), help=PRIOR_HELP)
     evaluate.add_argument("--data", required=True, help="data set path (as for train)")
     evaluate.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
@@ -271,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="Grad-CAM overlays for face images")
     explain.add_argument("images", nargs="+", help="photos (faces are detected) or 48x48 face crops")
-    explain.add_argument("--weights", help="run folder or .safetensors (default: the bundled model)")
+    explain.add_argument("--model", "--weights", dest="model",
+                         help="bundled model (fast, accurate), run folder or .safetensors (default: fast)")
+    explain.add_argument("--prior", default="train", choices=("train", "uniform"), help=PRIOR_HELP)
     explain.add_argument("--detector", default="yunet", choices=("yunet", "haar"))
     explain.add_argument("--all-classes", action="store_true", help="one panel per emotion")
     explain.add_argument("--out", default="explanations", help="output folder")
@@ -300,13 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export weights to ONNX")
     export.add_argument("output", help="the .onnx file to write")
     export.add_argument("--format", default="onnx", choices=("onnx",))
-    export.add_argument("--weights", help="run folder or .safetensors (default: the bundled model)")
+    export.add_argument("--model", "--weights", dest="model",
+                        help="bundled model (fast, accurate), run folder or .safetensors (default: fast)")
     export.set_defaults(func=_cmd_export)
 
     app = commands.add_parser("app", help="start the Streamlit web app")
     app.add_argument("--port", type=int, default=8501)
     app.add_argument("--address", default="localhost", help="address to listen on (0.0.0.0 for the LAN)")
-    app.add_argument("--weights", help="run folder, .safetensors or .onnx (default: the bundled model)")
+    app.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
     app.add_argument("--headless", action="store_true", help="do not open a browser")
     app.set_defaults(func=_cmd_app)
 

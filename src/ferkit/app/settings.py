@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from ferkit.detection import DETECTOR_NAMES, DetectorOptions, FaceDetector, create_detector
 from ferkit.errors import FerkitError
-from ferkit.inference.base import Classifier
+from ferkit.inference.base import PRIORS, Classifier
+from ferkit.inference.bundled import BUNDLED_MODELS, bundled_models
 from ferkit.inference.recognizer import Recognizer
 
 MAX_IMAGE_MB = 20
@@ -18,9 +21,13 @@ MAX_VIDEO_MB = 200
 MAX_FACES_SHOWN = 30
 
 
+MODEL_CACHE_ENTRIES = 4  # classifiers kept in memory at once (each bundled model, each prior)
+
+
 @dataclass(frozen=True)
 class Settings:
-    weights: str
+    model: str
+    prior: str
     detector: str
     min_face: int
     min_confidence: float
@@ -28,12 +35,12 @@ class Settings:
     gradcam: bool
 
 
-@st.cache_resource(show_spinner="Loading the model...")
-def cached_classifier(weights: str) -> Classifier:
-    """One classifier per weights file for the whole server process, shared by every session."""
+@st.cache_resource(show_spinner="Loading the model...", max_entries=MODEL_CACHE_ENTRIES)
+def cached_classifier(model: str, prior: str = "train") -> Classifier:
+    """One classifier per model and prior for the whole server process, shared by every session."""
     from ferkit.inference.recognizer import load
 
-    return load(weights or None).classifier
+    return load(model or None, prior=prior).classifier
 
 
 @st.cache_resource
@@ -43,7 +50,7 @@ def cached_detector(name: str, min_face: int) -> FaceDetector:
 
 def recognizer(settings: Settings) -> Recognizer:
     """A Recognizer for this session's settings, built on the shared classifier and detector."""
-    return Recognizer(cached_classifier(settings.weights), cached_detector(settings.detector, settings.min_face),
+    return Recognizer(cached_classifier(settings.model, settings.prior), cached_detector(settings.detector, settings.min_face),
                       min_confidence=settings.min_confidence or None)
 
 
@@ -71,5 +78,28 @@ def sidebar() -> Settings:
                                 help="below it a face is shown as 'uncertain'")
     smoothing = bar.slider("Video smoothing", 0.0, 0.95, 0.6, 0.05, help="weight of the past in the moving average")
     gradcam = bar.toggle("Grad-CAM heatmaps", value=False)
-    weights = bar.text_input("Weights file (empty: bundled model)", value=os.environ.get("FERKIT_WEIGHTS", ""))
-    return Settings(weights.strip(), detector, min_face, min_confidence, smoothing, gradcam)
+    return Settings(model_choice(bar), prior_choice(bar), detector, min_face, min_confidence, smoothing, gradcam)
+
+
+def model_choice(bar: Any) -> str:
+    """The bundled models, plus the operator's $FERKIT_WEIGHTS (set by `ferkit app --model PATH`)."""
+    options = list(bundled_models())
+    operator = os.environ.get("FERKIT_WEIGHTS", "").strip()
+    if operator and operator not in options:
+        options.insert(0, operator)
+    if not options:
+        raise FerkitError("this install has no bundled model; start the app with `ferkit app --model RUN_FOLDER`")
+    return bar.selectbox("Model", options, format_func=_model_label,
+                         help="fast: the default, under 2 ms per face; accurate: larger and slower")
+
+
+def _model_label(model: str) -> str:
+    return model if model in BUNDLED_MODELS else f"{Path(model).name} (operator's weights)"
+
+
+def prior_choice(bar: Any) -> str:
+    """The class prior the answers assume."""
+    labels = {"train": "as in everyday photos (mostly neutral, happy)", "uniform": "every emotion equally likely"}
+    return bar.radio("Expected emotions", PRIORS, format_func=labels.__getitem__,
+                     help="Use 'every emotion equally likely' for posed or acted expressions and emotion studies; "
+                          "the default suits everyday photos and video, where most faces are neutral or happy.")

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from ferkit.data.degrade import degrade
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -27,6 +29,18 @@ class AugmentConfig:
         contrast: maximum relative contrast change.
         erase: probability of erasing one random rectangle.
         erase_area: (min, max) fraction of the image an erased rectangle covers.
+        degrade: probability that a face is degraded as a camera far away, in the dark or behind
+            a video codec would; a degraded face gets each enabled degradation below with
+            probability 1/2 (at least one), in the order light, blur, resolution, noise, JPEG.
+        gamma: largest |ln gamma| of a gamma change (0.7: gamma in [0.5, 2], 2 is a dim room).
+        blur: largest Gaussian blur sigma in pixels (uniform in [0.3, blur]).
+        low_res: smallest side a face is shrunk to before it is enlarged back (uniform in
+            [low_res, 40] pixels; 14 is a face 14 pixels wide in the frame).
+        noise: largest standard deviation of Gaussian sensor noise, in gray levels (0-255).
+        shot_noise: largest gain of signal-dependent noise: variance = gain x level, in gray levels.
+        jpeg: lowest JPEG quality (uniform in [jpeg, 95]); 0 disables it. Applied on the tensor
+            batch with the JPEG codec's own 8x8 DCT and quantisation tables (gray has no chroma,
+            and the codec's entropy coding is lossless), so it costs no decode and stays on the device.
     """
 
     rotation: float = 10.0
@@ -37,6 +51,13 @@ class AugmentConfig:
     contrast: float = 0.2
     erase: float = 0.25
     erase_area: tuple[float, float] = (0.02, 0.15)
+    degrade: float = 0.0
+    gamma: float = 0.7
+    blur: float = 1.6
+    low_res: int = 14
+    noise: float = 20.0
+    shot_noise: float = 1.0
+    jpeg: int = 20
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -72,6 +93,8 @@ class BatchAugment:
             bias = _uniform(n, -cfg.brightness, cfg.brightness, gen).to(out).view(n, 1, 1, 1)
             mean = out.mean(dim=(1, 2, 3), keepdim=True)
             out = ((out - mean) * gain + mean + bias).clamp(0, 1)
+        if cfg.degrade:
+            out = degrade(out, cfg, gen)
         if cfg.erase:
             out = self._erase(out)
         return out

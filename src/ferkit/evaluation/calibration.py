@@ -10,21 +10,24 @@ import torch
 import torch.nn.functional as F
 
 from ferkit.data.protocols import LabelledSplit
-from ferkit.inference.base import softmax
+from ferkit.inference.base import UNIFORM_PRIOR_KEY, softmax
 from ferkit.inference.checkpoint import update_metadata
 from ferkit.inference.classifier import FaceClassifier
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
-    """Return the temperature T > 0 that minimises the NLL of softmax(logits / T) on (logits, labels)."""
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200,
+                    class_weights: np.ndarray | None = None) -> float:
+    """Return the temperature T > 0 that minimises the NLL of softmax(logits / T) on (logits, labels);
+    ``class_weights`` weigh each face by its class (1 / frequency: the NLL under a uniform prior)."""
     x = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.long)
+    weight = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float64)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(x / log_t.exp(), y)
+        loss = F.cross_entropy(x / log_t.exp(), y, weight=weight)
         loss.backward()
         return loss
 
@@ -88,6 +91,28 @@ def calibrate_weights(weights: str | Path, valid: LabelledSplit, prior: np.ndarr
     logits = raw + bias
     temperature = fit_temperature(logits, labels)
     record.update(temperature=temperature, nll_before=nll(logits, labels), nll_after=nll(logits, labels, temperature))
-    update_metadata(weights, {"temperature": temperature, "logit_bias": [float(b) for b in bias],
-                              "calibration": record})
+    values: dict[str, Any] = {"temperature": temperature, "logit_bias": [float(b) for b in bias], "calibration": record}
+    if prior is not None:
+        values[UNIFORM_PRIOR_KEY] = uniform_prior_calibration(raw, labels, np.asarray(prior))
+    update_metadata(weights, values)
     return record
+
+
+def uniform_prior_calibration(raw: np.ndarray, labels: np.ndarray, prior: np.ndarray) -> dict[str, Any]:
+    """The logit bias that removes the training class prior completely (-log prior) and the
+    temperature fitted for it on valid, each face weighted by 1 / its class frequency so that
+    valid stands for a uniform mix of emotions."""
+    prior = np.clip(np.asarray(prior, dtype=np.float64), 1e-12, 1)
+    bias = -np.log(prior)
+    bias -= bias.mean()  # softmax ignores a constant; centred values read better
+    counts = np.bincount(labels, minlength=raw.shape[1]).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / raw.shape[1], 0.0)
+    logits = raw + bias
+    predicted = logits.argmax(axis=1)
+    return {
+        "class_prior": [float(p) for p in prior],
+        "logit_bias": [float(b) for b in bias],
+        "temperature": fit_temperature(logits, labels, class_weights=weights),
+        "accuracy_valid": float((predicted == labels).mean()),
+        "balanced_accuracy_valid": balanced_accuracy(labels, predicted, raw.shape[1]),
+    }

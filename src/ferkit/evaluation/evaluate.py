@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from ferkit.data.dataset import FaceData
 from ferkit.data.protocols import LabelledSplit, apply_protocol
@@ -24,7 +25,7 @@ from ferkit.evaluation.metrics import (
     report_text,
     roc_curves,
 )
-from ferkit.evaluation.robustness import corruptions
+from ferkit.evaluation.robustness import CAMERA_CORRUPTIONS, corruptions
 from ferkit.explain.gradcam import gradcam_faces
 from ferkit.inference.classifier import FaceClassifier
 from ferkit.models import count_parameters, macs_per_face
@@ -43,6 +44,7 @@ class EvalOptions:
     min_confidence: float | None = None
     robustness: bool = False
     gradcam: bool = False
+    prior: str = "train"
 
 
 def _save(fig: Figure, path: Path) -> str:
@@ -83,7 +85,7 @@ def best_performance(history: list[dict[str, Any]]) -> dict[str, Any]:
 def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: EvalOptions) -> dict[str, Any]:
     """Evaluate one set of weights on ``data`` and write every file into ``out``; returns the metrics."""
     out.mkdir(parents=True, exist_ok=True)
-    classifier = FaceClassifier.from_path(weights, tta=options.tta)
+    classifier = FaceClassifier.from_path(weights, tta=options.tta, prior=options.prior)
     weights_file = classifier.weights_path
     names = classifier.labels
     if tuple(names) != tuple(data.classes):
@@ -105,6 +107,7 @@ def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: Ev
         split=options.split,
         protocol="FER+ majority vote" if data.split(options.split).votes is not None else "hard labels",
         tta="hflip" if options.tta else "none",
+        prior=options.prior,
         weights=str(weights_file),
         weights_sha256=classifier.loaded.metadata.get("sha256"),
         model=classifier.loaded.metadata.get("model"),
@@ -136,17 +139,32 @@ def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: Ev
         metrics["best_performance"] = best_performance(history)
         figures["history"] = _save(plots.history_figure(history, classifier.loaded.metadata.get("epoch")), out / "history.png")
     if options.robustness:
-        metrics["robustness"] = {
-            name: float((classifier.logits(corrupt(split.images)).argmax(axis=1) == labels).mean())
-            for name, corrupt in corruptions().items()
-        }
-        figures["robustness"] = _save(plots.robustness_figure(metrics["accuracy"], metrics["robustness"]), out / "robustness.png")
+        metrics["robustness"] = robustness_metrics(classifier, split, metrics)
+        figures["robustness"] = _save(plots.robustness_figure(metrics["robustness"]), out / "robustness.png")
     if options.gradcam:
         figures.update(_gradcam_figures(classifier, split, probs, names, out))
     (out / "classification_report.txt").write_text(report_text(labels, probs, names))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     metrics["figures"] = figures
     return metrics
+
+
+def robustness_metrics(classifier: FaceClassifier, split: LabelledSplit, clean: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy and balanced accuracy under each corruption, their drops from clean (in points of
+    a fraction: -0.05 is 5 points lower), and the means over the camera corruptions and over all."""
+    rows: dict[str, dict[str, float]] = {"none": {"accuracy": clean["accuracy"],
+                                                  "balanced_accuracy": clean["balanced_accuracy"]}}
+    for name, corrupt in corruptions().items():
+        predicted = classifier.logits(corrupt(split.images)).argmax(axis=1)
+        rows[name] = {"accuracy": float(accuracy_score(split.labels, predicted)),
+                      "balanced_accuracy": float(balanced_accuracy_score(split.labels, predicted))}
+    names = list(corruptions())
+    for mean_name, members in (("mean_camera", CAMERA_CORRUPTIONS), ("mean_all", names)):
+        rows[mean_name] = {key: float(np.mean([rows[m][key] for m in members])) for key in ("accuracy", "balanced_accuracy")}
+    for row in rows.values():
+        row["accuracy_drop"] = row["accuracy"] - rows["none"]["accuracy"]
+        row["balanced_accuracy_drop"] = row["balanced_accuracy"] - rows["none"]["balanced_accuracy"]
+    return rows
 
 
 def _gradcam_figures(classifier: FaceClassifier, split: LabelledSplit, probs: np.ndarray,

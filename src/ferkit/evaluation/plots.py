@@ -113,18 +113,22 @@ def coverage_figure(curve: dict[str, list[float]], min_confidence: float | None)
     return fig
 
 
-def robustness_figure(clean: float, results: dict[str, float]) -> Figure:
-    """Accuracy under each corruption, against the clean accuracy."""
-    fig = Figure(figsize=(9, 5), layout="constrained")
+def robustness_figure(rows: dict[str, dict[str, float]]) -> Figure:
+    """Accuracy and balanced accuracy under each corruption (rows of robustness_metrics), with
+    the clean values as dashed lines."""
+    names = [n for n in rows if n != "none"]
+    fig = Figure(figsize=(9, 0.42 * len(names) + 1.5), layout="constrained")
     ax = fig.subplots()
-    names = list(results)
-    ax.barh(names, [results[n] for n in names], color="#1f77b4")
-    ax.axvline(clean, color="#d62728", linestyle="--", label=f"clean {clean:.3f}")
-    ax.set_xlabel("accuracy")
+    y = np.arange(len(names))
+    for offset, key, colour in ((-0.2, "accuracy", "#1f77b4"), (0.2, "balanced_accuracy", "#ff7f0e")):
+        ax.barh(y + offset, [rows[n][key] for n in names], height=0.4, color=colour, label=key.replace("_", " "))
+        ax.axvline(rows["none"][key], color=colour, linestyle="--", linewidth=1)
+    ax.set_yticks(y, names)
+    ax.set_xlabel("score (dashed: clean)")
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
     ax.legend(loc="lower right")
-    ax.set_title("Accuracy under corruptions")
+    ax.set_title("Accuracy and balanced accuracy under corruptions")
     return fig
 
 

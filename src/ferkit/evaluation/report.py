@@ -73,13 +73,21 @@ def model_section(name: str, metrics: dict[str, Any], report: str, prefix: str =
         lines += ["", f"With `--min-confidence {ab['min_confidence']}`: {_pct(ab['coverage'])} of faces answered, "
                       f"accuracy on them {_pct(ab['accuracy_answered'])}, {ab['uncertain']} marked uncertain."]
     if "robustness" in metrics:
-        lines += ["", "| corruption | accuracy | change |", "|---|---|---|", f"| none | {_pct(metrics['accuracy'])} | |"]
-        for corruption, acc in metrics["robustness"].items():
-            lines.append(f"| {corruption} | {_pct(acc)} | {100 * (acc - metrics['accuracy']):+.2f} |")
+        lines += ["", robustness_table(metrics["robustness"])]
     for key, title in FIGURE_TITLES.items():
         if key in metrics["figures"]:
             lines += ["", f"### {title}", "", f"![{title}]({prefix}{metrics['figures'][key]})"]
     lines += ["", "### Classification report", "", "```", report.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def robustness_table(rows: dict[str, dict[str, float]]) -> str:
+    """Markdown table of robustness_metrics rows: scores and their change from clean, in points."""
+    lines = ["| corruption | accuracy | change | balanced accuracy | change |", "|---|---|---|---|---|"]
+    for name, row in rows.items():
+        change = ("", "") if name == "none" else (f"{100 * row['accuracy_drop']:+.2f}",
+                                                  f"{100 * row['balanced_accuracy_drop']:+.2f}")
+        lines.append(f"| {name} | {_pct(row['accuracy'])} | {change[0]} | {_pct(row['balanced_accuracy'])} | {change[1]} |")
     return "\n".join(lines)
 
 

@@ -6,11 +6,15 @@ Band positions follow FER-2013's crop (roughly mid-forehead to chin): the eyes s
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from ferkit.data.degrade import low_resolution
 
 Corruption = Callable[[np.ndarray], np.ndarray]
 EYES_BAND = (0.30, 0.50)
@@ -101,9 +105,41 @@ def recrop(scale: float) -> Corruption:
     return apply
 
 
+def jpeg(quality: int) -> Corruption:
+    """Encode and decode each face with the real JPEG codec (Pillow's libjpeg) at ``quality``."""
+
+    def one(face: np.ndarray) -> np.ndarray:
+        buffer = io.BytesIO()
+        Image.fromarray(face).save(buffer, format="JPEG", quality=quality)
+        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+            return np.asarray(decoded.convert("L"))
+
+    return lambda faces: np.stack([one(face) for face in np.asarray(faces, dtype=np.uint8)])
+
+
+def downsample(side: int) -> Corruption:
+    """Shrink to ``side`` x ``side`` pixels (area averaging) and enlarge back (bilinear): a face
+    that was ``side`` pixels wide in the frame."""
+
+    def apply(faces: np.ndarray) -> np.ndarray:
+        x = _as_tensor(faces) / 255
+        return _to_uint8(low_resolution(x, torch.full((len(x),), side)) * 255)
+
+    return apply
+
+
+# The camera degradations real users' faces suffer, at the strengths the model targets are set for.
+CAMERA_CORRUPTIONS = ("noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px")
+
+
 def corruptions() -> dict[str, Corruption]:
-    """The standard robustness suite reported by `ferkit evaluate --robustness`."""
+    """The robustness suite reported by `ferkit evaluate --robustness`: the camera degradations
+    (CAMERA_CORRUPTIONS) first, then occlusion, light, stronger blur and noise, rotation and crops."""
     return {
+        "noise_std8": gaussian_noise(8.0),
+        "blur_sigma1": gaussian_blur(1.0),
+        "jpeg_q30": jpeg(30),
+        "lowres_24px": downsample(24),
         "occlude_eyes": occlude_band(EYES_BAND),
         "occlude_mouth": occlude_band(MOUTH_BAND),
         "brightness_-40%": brightness(0.6),

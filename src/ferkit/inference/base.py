@@ -18,6 +18,19 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+PRIORS = ("train", "uniform")
+UNIFORM_PRIOR_KEY = "uniform_prior"
+
+
+def check_prior(prior: str) -> str:
+    """``prior`` if it is one of PRIORS, else a ConfigError saying which are."""
+    from ferkit.errors import ConfigError
+
+    if prior not in PRIORS:
+        raise ConfigError(f"unknown prior '{prior}'; choose one of: {', '.join(PRIORS)}")
+    return prior
+
+
 class Classifier(ABC):
     """A face classifier backend (torch or ONNX Runtime).
 
@@ -26,17 +39,33 @@ class Classifier(ABC):
         preprocessing: how faces become model input.
         metadata: the weights' JSON description.
         tta: average each face's logits with its mirror image's.
+        prior: the class prior the answers assume. "train": faces arrive as often as in the
+            training data (FER+: mostly neutral and happy), with the partial logit adjustment
+            fitted on valid; "uniform": every emotion equally likely (posed or elicited
+            expressions), the training prior removed from the logits completely.
     """
 
     labels: tuple[str, ...]
     preprocessing: Preprocessing
     metadata: dict[str, Any]
     tta: bool = False
+    prior: str = "train"
+
+    def _prior_calibration(self) -> dict[str, Any]:
+        if self.prior == "train":
+            return self.metadata
+        from ferkit.errors import CheckpointError
+
+        stored = self.metadata.get(UNIFORM_PRIOR_KEY)
+        if not isinstance(stored, dict):
+            raise CheckpointError("these weights store no class prior, so prior='uniform' is unavailable; "
+                                  "fit it with `ferkit calibrate --weights WEIGHTS --data DATA`")
+        return stored
 
     @property
     def temperature(self) -> float:
-        """The calibration temperature stored with the weights (1.0 when not calibrated)."""
-        return float(self.metadata.get("temperature", 1.0))
+        """The calibration temperature for the chosen prior (1.0 when not calibrated)."""
+        return float(self._prior_calibration().get("temperature", 1.0))
 
     @abstractmethod
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
@@ -44,8 +73,8 @@ class Classifier(ABC):
 
     @property
     def logit_bias(self) -> np.ndarray | None:
-        """Per-class bias added to the logits (post-hoc logit adjustment fitted on valid), or None."""
-        bias = self.metadata.get("logit_bias")
+        """Per-class bias added to the logits for the chosen prior (post-hoc logit adjustment), or None."""
+        bias = self._prior_calibration().get("logit_bias")
         return None if bias is None else np.asarray(bias, dtype=np.float32)
 
     def logits(self, faces: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ferkit.inference.base import Classifier
+from ferkit.inference.base import Classifier, check_prior
 from ferkit.inference.checkpoint import LoadedModel, load_model
 
 
@@ -18,9 +18,11 @@ class FaceClassifier(Classifier):
         loaded: the model and its metadata (see load_model).
         tta: average the logits of each face and its mirror image.
         device: torch device to run on.
+        prior: "train" or "uniform" (see Classifier).
     """
 
-    def __init__(self, loaded: LoadedModel, tta: bool = False, device: str = "cpu") -> None:
+    def __init__(self, loaded: LoadedModel, tta: bool = False, device: str = "cpu", prior: str = "train") -> None:
+        self.prior = check_prior(prior)
         self.loaded = loaded
         self.model = loaded.model.to(device).eval()
         self.device = device
@@ -30,11 +32,12 @@ class FaceClassifier(Classifier):
         self.metadata = loaded.metadata
         self.weights_path = loaded.path
         self._fast = _inference_copy(self.model) if device == "cpu" else self.model
+        self._prior_calibration()  # weights that cannot give the prior fail here, not at the first face
 
     @classmethod
-    def from_path(cls, path: str | Path, tta: bool = False, device: str = "cpu") -> "FaceClassifier":
+    def from_path(cls, path: str | Path, tta: bool = False, device: str = "cpu", prior: str = "train") -> "FaceClassifier":
         """Load weights (run folder or .safetensors) and wrap them."""
-        return cls(load_model(path), tta=tta, device=device)
+        return cls(load_model(path), tta=tta, device=device, prior=prior)
 
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ferkit.errors import CheckpointError
-from ferkit.inference.base import Classifier
+from ferkit.inference.base import Classifier, check_prior
 from ferkit.preprocessing import Preprocessing
 
 METADATA_KEY = "ferkit"
@@ -54,9 +54,10 @@ def export_onnx(weights: str | Path, out: str | Path, opset: int = 18) -> Path:
 class OnnxClassifier(Classifier):
     """Classify 48x48 gray faces with ONNX Runtime from a file written by export_onnx."""
 
-    def __init__(self, path: str | Path, tta: bool = False, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, tta: bool = False, threads: int | None = None, prior: str = "train") -> None:
         import onnxruntime as ort
 
+        self.prior = check_prior(prior)
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such ONNX file")
@@ -77,6 +78,7 @@ class OnnxClassifier(Classifier):
         self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
         self.tta = tta
         self.path = path
+        self._prior_calibration()  # weights that cannot give the prior fail here, not at the first face
 
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"faces": inputs})[0]

@@ -168,29 +168,35 @@ class Recognizer:
 
 
 def load(
-    weights: str | Path | None = None,
+    model: str | Path | None = None,
     backend: str = "auto",
     detector: str = DEFAULT_DETECTOR,
     detector_options: DetectorOptions | None = None,
     min_confidence: float | None = None,
     tta: bool = False,
     device: str = "cpu",
+    prior: str = "train",
 ) -> Recognizer:
-    """Load a Recognizer: the bundled model by default, with no network access.
+    """Load a Recognizer: the bundled ``fast`` model by default, with no network access.
 
     Args:
-        weights: a run folder, .safetensors, or .onnx file; None for the model inside the package.
+        model: a bundled model's name ("fast", "accurate"), a run folder, a .safetensors or a
+            .onnx file; None for the bundled "fast".
         backend: "torch", "onnx" (ONNX Runtime only, no torch at inference) or "auto" (by file type).
         detector: "yunet" (default, CNN with landmarks) or "haar".
         detector_options: minimum face size, score threshold, maximum faces, largest only.
         min_confidence: report "uncertain" below this top probability.
         tta: average each face with its mirror image (twice the classifier time).
         device: torch device (torch backend only).
+        prior: "train" (faces as frequent as in FER+: mostly neutral and happy; the default) or
+            "uniform" (every emotion equally likely: posed or elicited expressions).
     """
     from ferkit.errors import FerkitError
-    from ferkit.inference.bundled import default_weights
+    from ferkit.inference.base import check_prior
+    from ferkit.inference.bundled import resolve_model
 
-    path = Path(weights) if weights is not None else default_weights()
+    check_prior(prior)
+    path = resolve_model(model)
     if backend == "auto":
         backend = "onnx" if path.suffix == ".onnx" else "torch"
     classifier: Classifier
@@ -199,11 +205,11 @@ def load(
 
         if path.suffix != ".onnx":
             raise FerkitError(f"{path}: the onnx backend needs a .onnx file; make one with `ferkit export --format onnx`")
-        classifier = OnnxClassifier(path, tta=tta)
+        classifier = OnnxClassifier(path, tta=tta, prior=prior)
     elif backend == "torch":
         from ferkit.inference.classifier import FaceClassifier
 
-        classifier = FaceClassifier.from_path(path, tta=tta, device=device)
+        classifier = FaceClassifier.from_path(path, tta=tta, device=device, prior=prior)
     else:
         raise FerkitError(f"unknown backend '{backend}'; choose torch, onnx or auto")
     return Recognizer(classifier, create_detector(detector, detector_options), min_confidence)

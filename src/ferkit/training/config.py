@@ -30,6 +30,7 @@ class TrainConfig:
     votes_csv: str | None = None
     model: str = "fernet"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    init_weights: str | None = None
     out: str = "runs"
     name: str | None = None
     label_mode: str = "majority"

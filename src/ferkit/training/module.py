@@ -35,7 +35,8 @@ class FerClassifier(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters({"config": config.to_dict(), "class_prior": class_prior})
-        self.model = model
+        # Channels-last memory: about 25% faster convolutions on CPU, and what GPU tensor cores want.
+        self.model = model.to(memory_format=torch.channels_last)
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
         self.augment = BatchAugment(config.augment_config, seed=config.seed)
@@ -59,7 +60,7 @@ class FerClassifier(L.LightningModule):
         x = self.preprocessing.to_unit(faces)
         if self.trainer is not None and self.trainer.training:
             x = self.augment(x)
-        return self.preprocessing.normalize(x), targets.float()
+        return self.preprocessing.normalize(x).contiguous(memory_format=torch.channels_last), targets.float()
 
     def _train_targets(self, targets: torch.Tensor) -> torch.Tensor:
         if self.config.label_mode == "probability":

@@ -9,6 +9,8 @@ import streamlit as st
 
 from ferkit.app.settings import cached_classifier, sidebar
 
+from ferkit.inference.bundled import BUNDLED_MODELS
+
 REPORTS = Path(__file__).resolve().parents[4] / "reports"
 PLOTS = {"confusion_matrix.png": "Confusion matrix", "roc.png": "ROC curves", "reliability.png": "Calibration",
          "gradcam_class_average.png": "Class-average Grad-CAM", "robustness.png": "Robustness"}
@@ -17,7 +19,9 @@ PLOTS = {"confusion_matrix.png": "Confusion matrix", "roc.png": "ROC curves", "r
 def page() -> None:
     settings = sidebar()
     st.title("The model")
-    classifier = cached_classifier(settings.weights)
+    classifier = cached_classifier(settings.model, settings.prior)
+    bundled = settings.model in BUNDLED_MODELS
+    reports = REPORTS / settings.model
     meta = classifier.metadata
     st.markdown(f"Architecture `{meta.get('model')}`, labels: {', '.join(classifier.labels)}, "
                 f"calibration temperature {classifier.temperature:.3f}.")
@@ -28,19 +32,19 @@ def page() -> None:
         cols[1].metric("Balanced accuracy", f"{100 * test['balanced_accuracy']:.2f}%")
         cols[2].metric("ECE", f"{test['ece']:.3f}")
     card = REPORTS.parent / "MODEL_CARD.md"
-    if card.is_file() and not settings.weights:
+    if card.is_file() and bundled:
         with st.expander("Model card", expanded=False):
             st.markdown(card.read_text())
-    metrics_file = REPORTS / "metrics.json"
-    if metrics_file.is_file() and not settings.weights:
+    metrics_file = reports / "metrics.json"
+    if metrics_file.is_file() and bundled:
         metrics = json.loads(metrics_file.read_text())
         st.subheader("Per-emotion results on the FER+ test split")
         st.dataframe({name: {k: v for k, v in row.items()} for name, row in metrics["per_class"].items()})
         for name, title in PLOTS.items():
-            if (REPORTS / name).is_file():
+            if (reports / name).is_file():
                 st.subheader(title)
-                st.image(str(REPORTS / name))
-    elif not settings.weights:
+                st.image(str(reports / name))
+    elif bundled:
         st.info("The evaluation report is not part of this install; see reports/ in the source repository.")
 
 
