@@ -40,13 +40,78 @@ def test_corrupt_weights_fail_the_hash_check(tmp_path: Path):
 
 
 def test_weights_of_another_architecture(tmp_path: Path):
-    _save(tmp_path)
+    _save(tmp_path, "fernet")
     meta = tmp_path / "model.json"
     values = json.loads(meta.read_text())
-    values["model"] = "fernet"
+    values["model"] = "baseline_cnn"
     meta.write_text(json.dumps(values))
-    with pytest.raises(CheckpointError, match="do not fit model 'fernet'"):
+    with pytest.raises(CheckpointError, match="model 'baseline_cnn' .* tensors do not fit"):
         load_model(tmp_path)
+    values["model"] = "deep_cnn"  # 5.9 M parameters cannot come from fernet's 1.3 M
+    meta.write_text(json.dumps(values))
+    with pytest.raises(CheckpointError, match="tensors do not fit"):
+        load_model(tmp_path)
+
+
+TAMPERED = {
+    "temperature zero": ("temperature", 0, "'temperature' is 0"),
+    "temperature negative": ("temperature", -1.5, "'temperature' is -1.5"),
+    "temperature NaN": ("temperature", float("nan"), "'temperature' is nan"),
+    "bias too short": ("logit_bias", [0.1, 0.2], "'logit_bias' is \\[0.1, 0.2\\]"),
+    "bias infinite": ("logit_bias", [0.0] * 7 + [float("inf")], "'logit_bias'"),
+    "duplicate labels": ("labels", list(EMOTIONS[:7]) + ["neutral"], "'labels'"),
+    "unknown label": ("labels", list(EMOTIONS[:7]) + ["boredom"], "'labels'"),
+    "no format version": ("format_version", None, "'format_version' is None"),
+    "future format": ("format_version", 99, "newer ferkit"),
+    "huge model": ("model_kwargs", {"widths": [4096, 4096, 4096, 4096]}, "over the 50,000,000"),
+    "bad kwargs": ("model_kwargs", {"colour": "blue"}, "cannot build 'fernet'"),
+    "odd face size": ("preprocessing", {"color": "gray", "size": 100000, "mean": 0.5, "std": 0.25}, "'preprocessing'"),
+    "zero std": ("preprocessing", {"color": "gray", "size": 48, "mean": 0.5, "std": 0}, "'preprocessing'"),
+    "uniform prior bias": ("uniform_prior", {"logit_bias": [1], "temperature": 1.0}, "'uniform_prior.logit_bias'"),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_tampered_metadata_is_refused_with_the_field(tmp_path: Path, case: str):
+    _save(tmp_path, "fernet")
+    field, value, message = TAMPERED[case]
+    meta = tmp_path / "model.json"
+    values = json.loads(meta.read_text())
+    if value is None:
+        values.pop(field)
+    else:
+        values[field] = value
+    meta.write_text(json.dumps(values))
+    with pytest.raises(CheckpointError, match=message):
+        load_model(tmp_path)
+
+
+def test_onnx_metadata_is_checked_too(tmp_path: Path):
+    import onnx
+
+    from ferkit.inference.onnx_backend import METADATA_KEY, OnnxClassifier, export_onnx
+
+    _save(tmp_path, "fernet")
+    path = export_onnx(tmp_path, tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    entry = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    values = json.loads(entry.value)
+    values["temperature"] = -1
+    entry.value = json.dumps(values)
+    onnx.save(model, str(path))
+    with pytest.raises(CheckpointError, match="'temperature' is -1"):
+        OnnxClassifier(path)
+
+
+def test_pinned_sha256(tmp_path: Path):
+    import ferkit
+    from ferkit.inference.metadata import sha256_file
+
+    _save(tmp_path, "fernet")
+    good = sha256_file(tmp_path / "weights.safetensors")
+    assert ferkit.load(tmp_path, expected_sha256=good.upper()).labels == EMOTIONS
+    with pytest.raises(CheckpointError, match="not the expected"):
+        ferkit.load(tmp_path, expected_sha256="0" * 64)
 
 
 def test_missing_and_foreign_files(tmp_path: Path):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from ferkit.errors import ModelNotFoundError
+from ferkit.errors import ConfigError, ModelNotFoundError
 from ferkit.models import FerModel, count_parameters, create_model, list_models, macs_per_face, register_model
 
 
@@ -21,7 +21,7 @@ def test_unknown_model_error_lists_the_available_names():
 
 
 def test_bad_model_arguments_are_a_clear_error():
-    with pytest.raises(ModelNotFoundError, match="does not accept these arguments"):
+    with pytest.raises(ConfigError, match="does not accept these arguments"):
         create_model("deep_cnn", colour=True)
 
 

@@ -5,7 +5,6 @@ No pickles: loading a ferkit model never runs code from the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -17,14 +16,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ferkit.errors import CheckpointError
+from ferkit.errors import CheckpointError, FerkitError
+from ferkit.inference.metadata import FORMAT, FORMAT_VERSION, sha256_file, validate_metadata
 from ferkit.models import create_model
 from ferkit.preprocessing import Preprocessing
 
 WEIGHTS_FILE = "weights.safetensors"
 METADATA_FILE = "model.json"
-FORMAT = "ferkit-weights"
-FORMAT_VERSION = 1
+#: The largest model ferkit builds from a model.json (the seed's largest network has 5.9 M).
+MAX_PARAMETERS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,6 @@ class LoadedModel:
     preprocessing: Preprocessing
     metadata: dict[str, Any]
     path: Path
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -95,32 +86,60 @@ def resolve_weights(path: str | Path) -> tuple[Path, Path]:
     return weights, meta
 
 
-def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
-    """Rebuild a model from ferkit weights, checking the hash and the architecture.
+def check_sha256(path: Path, expected: str | None) -> None:
+    """Raise CheckpointError unless ``path`` hashes to ``expected`` (nothing to check when None)."""
+    if expected is not None and sha256_file(path) != expected.strip().lower():
+        raise CheckpointError(f"{path}: sha256 is not the expected {expected}; these are not the weights you pinned")
+
+
+def _build(metadata: dict[str, Any], state: dict[str, torch.Tensor], where: Path) -> nn.Module:
+    """The model the metadata describes, after checking on torch's meta device (no memory used)
+    that it is of sensible size and has as many values as the weights file."""
+    name, kwargs, classes = metadata["model"], dict(metadata["model_kwargs"]), len(metadata["labels"])
+    try:
+        with torch.device("meta"):
+            probe = create_model(name, num_classes=classes, **kwargs)
+        size = sum(t.numel() for t in probe.state_dict().values())
+        if size > MAX_PARAMETERS:
+            raise CheckpointError(f"{where}: field 'model_kwargs' {kwargs} builds {size:,} parameters, "
+                                  f"over the {MAX_PARAMETERS:,} ferkit accepts")
+        held = sum(t.numel() for t in state.values())
+        if size != held:
+            raise CheckpointError(f"{where}: model '{name}' {kwargs} has {size:,} values but the weights hold "
+                                  f"{held:,}: the tensors do not fit this model")
+        return create_model(name, num_classes=classes, **kwargs)
+    except CheckpointError:
+        raise
+    except (FerkitError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{where}: field 'model_kwargs' {kwargs} cannot build '{name}' ({exc})") from exc
+
+
+def load_model(path: str | Path, verify: bool = True, expected_sha256: str | None = None) -> LoadedModel:
+    """Rebuild a model from ferkit weights, checking the metadata, the hash and the architecture.
+
+    The sha256 stored in the JSON catches a corrupt weights file, not a replaced one (whoever
+    replaces the weights can rewrite the JSON too); pin ``expected_sha256`` for that.
 
     Args:
         path: a run folder, a ``.safetensors`` file or its ``.json``.
         verify: compare the weights' sha256 with the one in the JSON.
+        expected_sha256: the weights file's sha256 as you know it from a trusted source.
     """
     weights, meta_file = resolve_weights(path)
     try:
         metadata = json.loads(meta_file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{meta_file}: not valid JSON ({exc})") from exc
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise CheckpointError(f"{meta_file}: not a ferkit weights description (no \"format\": \"{FORMAT}\")")
+    validate_metadata(metadata, str(meta_file))
+    check_sha256(weights, expected_sha256)
     if verify and metadata.get("sha256") != sha256_file(weights):
         raise CheckpointError(f"{weights}: sha256 differs from {meta_file.name}; the file is corrupt or was replaced")
     try:
-        labels = tuple(str(label) for label in metadata["labels"])
-        model = create_model(str(metadata["model"]), num_classes=len(labels), **dict(metadata["model_kwargs"]))
-        preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{meta_file}: incomplete or invalid metadata ({exc})") from exc
-    try:
-        state = load_file(str(weights))
+        state = load_file(str(weights))  # safetensors checks its header against the file's size
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights}: not a readable safetensors file ({exc})") from exc
+    model = _build(metadata, state, meta_file)
+    preprocessing = Preprocessing.from_dict(metadata["preprocessing"])
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -128,6 +147,7 @@ def load_model(path: str | Path, verify: bool = True) -> LoadedModel:
             f"{weights}: tensors do not fit model '{metadata['model']}' {metadata['model_kwargs']}: {exc}"
         ) from exc
     model.eval()
+    labels = tuple(metadata["labels"])
     return LoadedModel(model=model, labels=labels, preprocessing=preprocessing, metadata=metadata, path=weights)
 
 

@@ -35,9 +35,11 @@ class FaceClassifier(Classifier):
         self._prior_calibration()  # weights that cannot give the prior fail here, not at the first face
 
     @classmethod
-    def from_path(cls, path: str | Path, tta: bool = False, device: str = "cpu", prior: str = "train") -> "FaceClassifier":
-        """Load weights (run folder or .safetensors) and wrap them."""
-        return cls(load_model(path), tta=tta, device=device, prior=prior)
+    def from_path(cls, path: str | Path, tta: bool = False, device: str = "cpu", prior: str = "train",
+                  expected_sha256: str | None = None) -> "FaceClassifier":
+        """Load weights (run folder or .safetensors) and wrap them; ``expected_sha256`` pins the
+        weights file's hash."""
+        return cls(load_model(path, expected_sha256=expected_sha256), tta=tta, device=device, prior=prior)
 
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

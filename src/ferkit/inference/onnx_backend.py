@@ -13,6 +13,7 @@ import numpy as np
 
 from ferkit.errors import CheckpointError
 from ferkit.inference.base import Classifier, check_prior
+from ferkit.inference.metadata import sha256_file, validate_metadata
 from ferkit.preprocessing import Preprocessing
 
 METADATA_KEY = "ferkit"
@@ -54,13 +55,17 @@ def export_onnx(weights: str | Path, out: str | Path, opset: int = 18) -> Path:
 class OnnxClassifier(Classifier):
     """Classify 48x48 gray faces with ONNX Runtime from a file written by export_onnx."""
 
-    def __init__(self, path: str | Path, tta: bool = False, threads: int | None = None, prior: str = "train") -> None:
+    def __init__(self, path: str | Path, tta: bool = False, threads: int | None = None, prior: str = "train",
+                 expected_sha256: str | None = None) -> None:
         import onnxruntime as ort
 
         self.prior = check_prior(prior)
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such ONNX file")
+        if expected_sha256 is not None and sha256_file(path) != expected_sha256.strip().lower():
+            raise CheckpointError(f"{path}: sha256 is not the expected {expected_sha256}; "
+                                  "this is not the model you pinned")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -73,7 +78,11 @@ class OnnxClassifier(Classifier):
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise CheckpointError(f"{path}: no ferkit metadata; export it with `ferkit export --format onnx`")
-        self.metadata: dict[str, Any] = json.loads(meta[METADATA_KEY])
+        try:
+            parsed = json.loads(meta[METADATA_KEY])
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: the ferkit metadata is not valid JSON ({exc})") from exc
+        self.metadata: dict[str, Any] = validate_metadata(parsed, str(path))
         self.labels = tuple(self.metadata["labels"])
         self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
         self.tta = tta

@@ -176,6 +176,7 @@ def load(
     tta: bool = False,
     device: str = "cpu",
     prior: str = "train",
+    expected_sha256: str | None = None,
 ) -> Recognizer:
     """Load a Recognizer: the bundled ``fast`` model by default, with no network access.
 
@@ -190,6 +191,9 @@ def load(
         device: torch device (torch backend only).
         prior: "train" (faces as frequent as in FER+: mostly neutral and happy; the default) or
             "uniform" (every emotion equally likely: posed or elicited expressions).
+        expected_sha256: the sha256 of the weights file (.safetensors, or the .onnx file) as you
+            know it from a trusted source; loading fails if the file differs. The hash stored in
+            model.json only catches corruption: whoever replaces the weights can rewrite it too.
     """
     from ferkit.errors import FerkitError
     from ferkit.inference.base import check_prior
@@ -205,11 +209,12 @@ def load(
 
         if path.suffix != ".onnx":
             raise FerkitError(f"{path}: the onnx backend needs a .onnx file; make one with `ferkit export --format onnx`")
-        classifier = OnnxClassifier(path, tta=tta, prior=prior)
+        classifier = OnnxClassifier(path, tta=tta, prior=prior, expected_sha256=expected_sha256)
     elif backend == "torch":
         from ferkit.inference.classifier import FaceClassifier
 
-        classifier = FaceClassifier.from_path(path, tta=tta, device=device, prior=prior)
+        classifier = FaceClassifier.from_path(path, tta=tta, device=device, prior=prior,
+                                                expected_sha256=expected_sha256)
     else:
         raise FerkitError(f"unknown backend '{backend}'; choose torch, onnx or auto")
     return Recognizer(classifier, create_detector(detector, detector_options), min_confidence)

@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from torch import nn
 
-from ferkit.errors import ModelNotFoundError
+from ferkit.errors import ConfigError, ModelNotFoundError
 
 M = TypeVar("M", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -37,4 +37,4 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     try:
         return _MODELS[name](**kwargs)
     except TypeError as exc:
-        raise ModelNotFoundError(f"model '{name}' does not accept these arguments {kwargs}: {exc}") from exc
+        raise ConfigError(f"model '{name}' does not accept these arguments {kwargs}: {exc}") from exc
