@@ -101,3 +101,21 @@ def test_train_help_lists_every_degradation(capsys: pytest.CaptureFixture[str]):
     text = " ".join(capsys.readouterr().out.split())
     for key in ("degrade", "gamma", "blur", "low_res", "noise", "shot_noise", "jpeg", "init-weights"):
         assert key in text
+
+
+class _Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # what a hostile checkpoint does: run code when unpickled
+        return (Path(self.marker).write_text, ("ran",))
+
+
+def test_resume_refuses_a_checkpoint_that_runs_code(smoke_data: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]):
+    assert _train(smoke_data, tmp_path, "--epochs", "1") == 0
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {}, "payload": _Payload(str(marker))}, tmp_path / "smoke" / "checkpoints" / "last.ckpt")
+    assert _train(smoke_data, tmp_path, "--epochs", "2", "--resume") == 2
+    assert "not loaded" in capsys.readouterr().err
+    assert not marker.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import platform
 import time
 import warnings
@@ -19,7 +20,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from ferkit.data.datamodule import FerDataModule
 from ferkit.data.load import load_dataset
-from ferkit.errors import ConfigError
+from ferkit.errors import CheckpointError, ConfigError
 from ferkit.evaluation.calibration import calibrate_weights
 from ferkit.inference.bundled import resolve_model
 from ferkit.inference.checkpoint import load_model, update_metadata
@@ -151,7 +152,13 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
     with warnings.catch_warnings():
         # Augmentation lives in the LightningModule's on_after_batch_transfer on purpose (it runs on the device).
         warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None)
+        # Lightning's checkpoint is a pickle: weights_only=True lets torch.load rebuild tensors and
+        # plain containers only, never arbitrary objects. Resume only from checkpoints you made.
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise CheckpointError(f"{last}: holds objects other than tensors and plain values; not loaded "
+                                  f"(resume only from checkpoints ferkit wrote): {exc}") from exc
     if trainer.is_global_zero:
         seconds = time.perf_counter() - started
         # The run folder holds the best epoch's weights (BestWeightsSaver); calibration reads them.
