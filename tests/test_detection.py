@@ -80,3 +80,51 @@ def test_crop_levels_tilted_eyes():
     crop = crop_face(gray, face)
     rows = crop.astype(int).sum(axis=1)
     assert rows.argmax() in range(20, 28) and rows.max() > 40 * 200  # now one horizontal stripe
+
+
+def _whole_image_crop(gray: np.ndarray, face: Face, size: int = 48) -> np.ndarray:
+    """The crop computed the long way, on the whole image (what crop_face must reproduce)."""
+    import cv2
+
+    x, y, w, h = face.box
+    centre, side = (x + w / 2.0, y + h / 2.0), max(w, h) * CROP_SCALE
+    matrix = cv2.getRotationMatrix2D(centre, eye_angle(face), size / side)
+    matrix[:, 2] += (size / 2.0 - centre[0], size / 2.0 - centre[1])
+    return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.parametrize("box", [(100, 80, 60, 60), (0, 0, 50, 70), (570, 400, 70, 80), (-20, 300, 60, 60)])
+def test_crop_cuts_the_face_region_only_and_matches_a_whole_image_warp(box):
+    rng = np.random.default_rng(0)
+    gray = cv2_blur(rng.integers(0, 256, (480, 640)).astype(np.uint8))
+    tilted = Face(box, 1.0, ((box[0] + 10.0, box[1] + 20.0), (box[0] + 50.0, box[1] + 30.0)))
+    for face in (Face(box, 1.0), tilted):
+        np.testing.assert_allclose(crop_face(gray, face).astype(int), _whole_image_crop(gray, face).astype(int), atol=1)
+
+
+def test_crop_of_a_large_face_resizes_only_its_neighbourhood(monkeypatch: pytest.MonkeyPatch):
+    import cv2
+
+    resized = []
+    original = cv2.resize
+    monkeypatch.setattr(cv2, "resize", lambda image, *a, **k: resized.append(image.shape) or original(image, *a, **k))
+    gray = np.zeros((3000, 3000), np.uint8)
+    gray[1000:1400, 1000:1400] = 200  # the face
+    crop = crop_face(gray, Face((1000, 1000, 400, 400), 1.0))
+    assert crop.shape == (48, 48) and crop[4:-4, 4:-4].min() == 200
+    assert resized and all(max(shape) <= 2 * (0.75 * 400 + 2) for shape in resized)  # not the 3000 px image
+
+
+def cv2_blur(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.GaussianBlur(image, (0, 0), 3)
+
+
+def test_haar_minimum_face_size_is_in_original_pixels():
+    image = _rgb("bbt3.jpg")
+    big = np.asarray(Image.fromarray(image).resize((image.shape[1] * 3, image.shape[0] * 3)))  # detected at ~1/2 size
+    everyone = create_detector("haar", DetectorOptions(min_size=20)).detect(big)
+    smallest = min(min(f.box[2], f.box[3]) for f in everyone)
+    kept = create_detector("haar", DetectorOptions(min_size=int(smallest * 0.9))).detect(big)
+    assert len(everyone) >= 4 and len(kept) == len(everyone)

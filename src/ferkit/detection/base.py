@@ -57,8 +57,9 @@ class FaceDetector(ABC):
         self.options = options or DetectorOptions()
 
     @abstractmethod
-    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
-        """Raw detections, before the shared filters."""
+    def _detect(self, image_rgb: np.ndarray, min_size: int) -> list[Face]:
+        """Raw detections, before the shared filters; ``min_size`` is the smallest face side in
+        this image's pixels (the options' min_size scaled with the image)."""
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image, filtered by the options, largest first."""
@@ -71,9 +72,9 @@ class FaceDetector(ABC):
             import cv2
 
             small = cv2.resize(image_rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-            raw = [_rescale(f, 1.0 / scale) for f in self._detect(small)]
+            raw = [_rescale(f, 1.0 / scale) for f in self._detect(small, max(1, round(opts.min_size * scale)))]
         else:
-            raw = self._detect(image_rgb)
+            raw = self._detect(image_rgb, opts.min_size)
         faces = [f for f in raw if f.score >= opts.score_threshold and min(f.box[2], f.box[3]) >= opts.min_size]
         faces.sort(key=lambda f: f.area, reverse=True)
         limit = 1 if opts.largest_only else opts.max_faces

@@ -38,17 +38,32 @@ def crop_face(gray: np.ndarray, face: Face, scale: float = CROP_SCALE, size: int
     import cv2
 
     x, y, w, h = face.box
-    centre = (x + w / 2.0, y + h / 2.0)
     side = max(w, h) * scale
+    # Only the face's neighbourhood is cut and resized: a square around the centre large enough
+    # for the crop at any rotation (half-diagonal 0.71 side), edges repeated as warpAffine would.
+    half = int(np.ceil(0.75 * side)) + 2
+    left, top = int(np.floor(x + w / 2.0)) - half, int(np.floor(y + h / 2.0)) - half
+    region = _region(gray, left, top, 2 * half)
+    centre = (x + w / 2.0 - left, y + h / 2.0 - top)
     # One affine warp: rotate about the face centre to level the eyes, scale the square to `size`.
     matrix = cv2.getRotationMatrix2D(centre, eye_angle(face), size / side)
     matrix[:, 2] += (size / 2.0 - centre[0], size / 2.0 - centre[1])
-    # INTER_AREA has no meaning in warpAffine; downscale in steps when the crop is much larger.
+    # INTER_AREA has no meaning in warpAffine; downscale the region first when the crop is much larger.
     if side > 2 * size:
         factor = side / (2 * size)
-        small = cv2.resize(gray, (max(1, round(gray.shape[1] / factor)), max(1, round(gray.shape[0] / factor))),
-                           interpolation=cv2.INTER_AREA)
-        matrix = matrix.copy()
+        region = cv2.resize(region, (max(1, round(region.shape[1] / factor)), max(1, round(region.shape[0] / factor))),
+                            interpolation=cv2.INTER_AREA)
         matrix[:, :2] *= factor
-        gray = small
-    return cv2.warpAffine(gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(region, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _region(gray: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
+    """The (side, side) square of ``gray`` at (left, top), outside pixels repeating the border."""
+    import cv2
+
+    h, w = gray.shape
+    x0, y0, x1, y1 = max(0, left), max(0, top), min(w, left + side), min(h, top + side)
+    if x0 >= x1 or y0 >= y1:  # entirely outside: the nearest border pixel everywhere
+        return np.full((side, side), gray[min(max(top, 0), h - 1), min(max(left, 0), w - 1)], gray.dtype)
+    inside = gray[y0:y1, x0:x1]
+    return cv2.copyMakeBorder(inside, y0 - top, top + side - y1, x0 - left, left + side - x1, cv2.BORDER_REPLICATE)

@@ -27,13 +27,13 @@ class HaarDetector(FaceDetector):
         self._cascade = cv2.CascadeClassifier(str(xml))
         self._lock = threading.Lock()  # a CascadeClassifier is not safe to share between threads
 
-    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
+    def _detect(self, image_rgb: np.ndarray, min_size: int) -> list[Face]:
         import cv2
 
         gray = cv2.equalizeHist(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY))
         with self._lock:
             boxes, _, weights = self._cascade.detectMultiScale3(
-                gray, scaleFactor=1.1, minNeighbors=5, minSize=(self.options.min_size,) * 2, outputRejectLevels=True
+                gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size), outputRejectLevels=True
             )
         return [
             Face(tuple(int(v) for v in box), float(1 / (1 + np.exp(-float(weight)))))  # type: ignore[arg-type]

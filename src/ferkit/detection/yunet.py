@@ -13,7 +13,7 @@ class YuNetDetector(FaceDetector):
 
     name = "yunet"
 
-    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
+    def _detect(self, image_rgb: np.ndarray, min_size: int) -> list[Face]:
         import cv2
         import yuface
 
