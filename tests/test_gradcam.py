@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from ferkit.detection import Face
 from ferkit.explain import gradcam, overlay, overlay_on_image
 from ferkit.models import FerModel, create_model
 
@@ -72,7 +73,23 @@ def test_overlay_shapes_and_blend():
     # jet(0) is dark blue (0, 0, 127.5): half of it blended onto gray 100
     np.testing.assert_array_equal(out[0, 0], np.round(np.array([50, 50, 50 + 127.5 / 2])).astype(np.uint8))
     photo = np.zeros((100, 120, 3), np.uint8)
-    painted = overlay_on_image(photo, (10, 20, 30, 40), np.ones((48, 48), np.float32))
-    assert painted[:20].sum() == 0 and painted[20:60, 10:40].sum() > 0 and painted[60:].sum() == 0
-    edge = overlay_on_image(photo, (100, 80, 50, 50), np.ones((48, 48), np.float32))  # box leaves the image
+    painted = overlay_on_image(photo, Face((10, 20, 30, 40), 1.0), np.ones((48, 48), np.float32))
+    # the crop is the square of the longer side (40) about the box centre: x 5-45, y 20-60
+    assert painted[:19].sum() == 0 and painted[21:59, 6:44].sum(axis=2).min() > 0 and painted[61:].sum() == 0
+    assert painted[:, :4].sum() == 0 and painted[:, 46:].sum() == 0
+    edge = overlay_on_image(photo, Face((100, 80, 50, 50), 1.0), np.ones((48, 48), np.float32))  # leaves the image
     assert edge[80:, 100:].sum() > 0 and edge.shape == photo.shape
+
+
+def test_heatmap_lands_on_a_tilted_face_where_the_crop_saw_it():
+    from ferkit.detection.crop import crop_matrix
+
+    face = Face((40, 40, 80, 80), 1.0, ((60.0, 60.0), (100.0, 100.0)))  # eyes on a 45-degree line
+    left_eye = crop_matrix(face) @ np.array([60.0, 60.0, 1.0])
+    heat = np.zeros((48, 48), np.float32)
+    r, c = int(round(left_eye[1])), int(round(left_eye[0]))
+    heat[r - 1 : r + 2, c - 1 : c + 2] = 1.0
+    painted = overlay_on_image(np.zeros((160, 160, 3), np.uint8), face, heat)
+    red = painted[..., 0].astype(int)  # jet(1) is red; jet(0) has none
+    y, x = np.unravel_index(red.argmax(), red.shape)
+    assert abs(x - 60) <= 3 and abs(y - 60) <= 3

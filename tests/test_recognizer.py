@@ -10,7 +10,7 @@ from PIL import Image
 
 import ferkit
 from ferkit.cli import main
-from ferkit.inference import images as images_module
+from ferkit.data import images as images_module
 from ferkit.inference.images import ImageError, load_image
 from ferkit.labels import EMOTIONS
 
@@ -75,7 +75,7 @@ def test_bad_files_are_clear_errors(tmp_path: Path):
         "missing.jpg": (None, "no such file"),
         "empty.jpg": (b"", "empty file"),
         "text.jpg": (b"hello, I am text", "not an image file"),
-        "huge.png": (_png_header_only(20000, 20000), "20000x20000 pixels is over the"),
+        "huge.png": (_png_header_only(20000, 20000), "over the 40,000,000-pixel limit"),
     }
     jpeg = (DATA / "bbt3.jpg").read_bytes()
     cases["truncated.jpg"] = (jpeg[: len(jpeg) // 3], "broken or truncated")
@@ -87,6 +87,31 @@ def test_bad_files_are_clear_errors(tmp_path: Path):
             load_image(path)
     with pytest.raises(ImageError, match="is a folder"):
         load_image(tmp_path)
+
+
+def test_huge_jpeg_boxes_are_in_original_pixels(recognizer: ferkit.Recognizer, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch):
+    photo = Image.open(DATA / "bbt3.jpg")
+    big = tmp_path / "big.jpg"
+    photo.resize((photo.width * 4, photo.height * 4), Image.Resampling.BICUBIC).save(big, quality=95)
+    full = sorted(f.box for f in recognizer.analyze(big))
+    monkeypatch.setattr(images_module, "MAX_PIXELS", 1_000_000)  # 2376x1532 is now decoded at half size
+    analysis = recognizer.analyze_image(big)
+    assert analysis.scale == 2.0 and analysis.image.shape[:2] == (766, 1188)
+    reduced = sorted(r.box for r in analysis.results)
+    assert len(reduced) == len(full) == 5
+    for a, b in zip(full, reduced):
+        assert np.allclose(a, b, atol=12), (a, b)  # original pixels, not the half-size frame's
+
+
+def test_decoding_never_switches_off_the_global_bomb_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    seen = []
+    original = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: seen.append(Image.MAX_IMAGE_PIXELS) or original(*a, **k))
+    before = Image.MAX_IMAGE_PIXELS
+    load_image(DATA / "bbt3.jpg")
+    load_image((DATA / "amy1.png").read_bytes())
+    assert seen == [before, before] and Image.MAX_IMAGE_PIXELS == before
 
 
 def test_large_jpeg_is_decoded_at_reduced_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -136,6 +161,12 @@ def test_predict_cli_json_csv_and_errors(trained_run: Path, tmp_path: Path, caps
     assert [("error" in r) for r in lines] == [False, True, True, False, True]
     assert "not an image" in lines[1]["error"] and "no images" in lines[2]["error"]
     assert (tmp_path / "ann" / "bbt3_annotated.png").is_file()
+    for folder in ("a", "b"):  # two inputs with the same name do not overwrite each other
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.jpg").write_bytes((DATA / "bbt3.jpg").read_bytes())
+    assert main(["predict", str(tmp_path / "a" / "x.jpg"), str(tmp_path / "b" / "x.jpg"), "--weights",
+                 str(trained_run), "--annotate", str(tmp_path / "same")]) == 0
+    assert sorted(p.name for p in (tmp_path / "same").iterdir()) == ["a_x_annotated.png", "b_x_annotated.png"]
     assert main(["predict", *inputs, "--weights", str(trained_run), "--strict"]) == 2
     capsys.readouterr()
     assert main(["predict", str(DATA / "bbt3.jpg"), str(tmp_path / "broken.jpg"), "--format", "csv",

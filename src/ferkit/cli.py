@@ -87,48 +87,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
 
 
 def _cmd_explain(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    import numpy as np
-    from PIL import Image
-
-    from ferkit.data.images import read_face
-    from ferkit.explain.cli_figures import all_classes_figure, explanation_figure
-    from ferkit.inference.annotate import annotate
+    from ferkit.explain.files import explain_files
     from ferkit.inference.recognizer import load
 
     rec = load(args.model, backend="torch", detector=args.detector, prior=args.prior)
-    names = rec.labels
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     failures = 0
-    for image_path in map(Path, args.images):
-        try:
-            analysis = rec.analyze_image(image_path)
-            crop_only = not analysis.faces and max(analysis.image.shape[:2]) <= 96  # already a face crop
-            crops = read_face(image_path, resize=True)[None] if crop_only else analysis.crops
-        except FerkitError as exc:
-            print(f"ferkit: skipped {image_path}: {exc}", file=sys.stderr)
+    for done in explain_files(rec, args.images, args.out, all_classes=args.all_classes):
+        if done.error is not None:
+            print(f"ferkit: skipped {done.path}: {done.error}", file=sys.stderr)
             failures += 1
-            continue
-        if not len(crops):
-            print(f"{image_path}: no face found", file=sys.stderr)
-            continue
-        target = out / f"{image_path.stem}_gradcam.png"
-        all_probs = rec.classify(crops)
-        if crop_only:
-            k = int(all_probs[0].argmax())
-            explanation_figure(crops[0], rec.explain(crops, [k])[0], f"{names[k]} ({all_probs[0, k]:.2f})").savefig(
-                target, dpi=110)
-        else:
-            Image.fromarray(annotate(rec.gradcam_overlay(analysis), analysis.results, bars=False)).save(target)
-        for i, probs in enumerate(all_probs):
-            k = int(probs.argmax())
-            print(f"{image_path} face {i + 1}: {names[k]} {probs[k]:.2f} -> {target}")
-            if args.all_classes:
-                maps = np.concatenate([rec.explain(crops[i : i + 1], [c]) for c in range(len(names))])
-                all_classes_figure(crops[i], maps, probs, names).savefig(
-                    out / f"{image_path.stem}_face{i + 1}_all_classes.png", dpi=110)
+        elif not done.faces:
+            print(f"{done.path}: no face found", file=sys.stderr)
+        for i, (emotion, probability) in enumerate(done.faces):
+            print(f"{done.path} face {i + 1}: {emotion} {probability:.2f} -> {done.target}")
     if failures:
         raise FerkitError(f"{failures} of {len(args.images)} images could not be read")
 

@@ -11,6 +11,10 @@ class DataError(FerkitError):
     """A data set file or folder is missing, malformed or inconsistent."""
 
 
+class ImageError(DataError):
+    """An image cannot be read: missing, not an image, truncated or too large."""
+
+
 class ModelNotFoundError(FerkitError, KeyError):
     """An unknown model name was asked of the registry."""
 

@@ -11,11 +11,15 @@ if TYPE_CHECKING:
     import torch
 
 
+#: Side of the square gray faces FER-2013 provides and ferkit's models read.
+FACE_SIZE = 48
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """Faces are gray, ``size`` x ``size``, scaled to [0, 1], then standardised with ``mean``/``std``."""
 
-    size: int = 48
+    size: int = FACE_SIZE
     mean: float = 0.5
     std: float = 0.25
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ferkit.errors import DataError
+from ferkit.preprocessing import FACE_SIZE
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-FACE_SIZE = 48
 
 
 @dataclass(frozen=True)

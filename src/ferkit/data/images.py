@@ -1,15 +1,72 @@
-"""Decoding image files into uint8 gray faces, with clear errors for broken files."""
+"""The one image decoder: files or bytes to PIL images with a size guard, then gray faces or RGB.
+
+Every image ferkit reads (data sets, photos, uploads) goes through open_image, so there is one
+decompression-bomb limit and one set of error messages.
+"""
 
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ferkit.data.dataset import FACE_SIZE
-from ferkit.errors import DataError
+from ferkit.errors import DataError, ImageError
+from ferkit.preprocessing import FACE_SIZE
+
+#: Images above this many pixels are decoded at reduced size (JPEG) or refused (other formats),
+#: so a decompression bomb never exhausts memory.
+MAX_PIXELS = 40_000_000
+
+
+def open_image(source: bytes | str | Path, where: str | None = None) -> tuple[Image.Image, float]:
+    """Open and decode an image file (path or bytes) within MAX_PIXELS.
+
+    Returns the decoded image and its scale: original width / decoded width (1.0 unless a JPEG
+    over MAX_PIXELS was decoded at 1/2, 1/4 or 1/8 size). PIL's own guard stays as it is (it
+    refuses images over twice its limit, about 179 megapixels); nothing global is changed.
+    """
+    where = where or ("uploaded image" if isinstance(source, bytes) else str(source))
+    if isinstance(source, bytes):
+        handle: io.BytesIO | Path = io.BytesIO(source)
+    else:
+        handle = Path(source)
+        if not handle.exists():
+            raise ImageError(f"{where}: no such file")
+        if handle.is_dir():
+            raise ImageError(f"{where}: is a folder, not an image")
+        if handle.stat().st_size == 0:
+            raise ImageError(f"{where}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Between PIL's limit and twice it, PIL only warns; MAX_PIXELS below is the real guard.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(handle)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{where}: over the {MAX_PIXELS:,}-pixel limit ({exc}); scale it down first") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(f"{where}: not an image file PIL can read") from exc
+    except OSError as exc:
+        raise ImageError(f"{where}: cannot read ({exc})") from exc
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        if image.format == "JPEG":
+            # JPEG decodes at 1/2, 1/4 or 1/8 size for free; ask for the power of two that fits.
+            factor = 2 ** int(np.ceil(np.log2(np.sqrt(width * height / MAX_PIXELS))))
+            image.draft("RGB", (width // factor, height // factor))
+        if image.size[0] * image.size[1] > MAX_PIXELS:
+            image.close()
+            raise ImageError(
+                f"{where}: {width}x{height} pixels is over the {MAX_PIXELS:,}-pixel limit; scale it down first"
+            )
+    try:
+        image.load()
+    except (OSError, ValueError) as exc:
+        image.close()
+        raise ImageError(f"{where}: broken or truncated image ({exc})") from exc
+    return image, width / image.size[0]
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 
@@ -47,19 +104,21 @@ def decode_face(data: bytes, where: str, resize: bool) -> np.ndarray:
     Args:
         data: the encoded image file.
         where: the file's name, for error messages.
-        resize: resize any size to 48x48 (area interpolation); if False, other sizes are an error.
+        resize: bring any size to 48x48 (a non-square image is centred in a square of its longer
+            side, edges repeated, as face crops are); if False, other sizes are an error.
     """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            gray = to_gray_array(image)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        image, _ = open_image(data, where)
+    except ImageError as exc:
         raise DataError(f"{where}: not a readable image ({exc})") from exc
+    with image:
+        gray = to_gray_array(image)
     if gray.shape != (FACE_SIZE, FACE_SIZE):
         if not resize:
             raise DataError(f"{where}: expected a 48x48 face, got {gray.shape[1]}x{gray.shape[0]}")
-        pil = Image.fromarray(gray)
-        gray = np.asarray(pil.resize((FACE_SIZE, FACE_SIZE), Image.Resampling.BOX), dtype=np.uint8)
+        from ferkit.detection import Face, crop_face
+
+        gray = crop_face(gray, Face((0, 0, gray.shape[1], gray.shape[0]), 1.0), scale=1.0, size=FACE_SIZE)
     return gray
 
 

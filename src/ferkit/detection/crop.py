@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ferkit.detection.base import Face
+from ferkit.preprocessing import FACE_SIZE
 
 #: Side of the square crop as a multiple of the detector box's longer side. FER-2013 faces run
 #: from mid-forehead to chin; libfacedetection boxes span eyebrows to chin, so 1.0 matches
 #: (checked side by side against FER+ test faces on the close-ups in shared/data/photos).
 CROP_SCALE = 1.0
-FACE_SIZE = 48
 
 
 def eye_angle(face: Face) -> float:
@@ -23,11 +23,16 @@ def eye_angle(face: Face) -> float:
     return float(np.degrees(np.arctan2(y2 - y1, x2 - x1)))
 
 
-def crop_box(face: Face, scale: float = CROP_SCALE) -> tuple[int, int, int, int]:
-    """The square (x, y, side, side) that crop_face cuts (before levelling), in image pixels."""
+def crop_matrix(face: Face, scale: float = CROP_SCALE, size: int = FACE_SIZE) -> np.ndarray:
+    """The 2x3 affine map from image pixels to crop pixels: a rotation about the face centre that
+    levels the eyes, and a scale that brings the square of the box's longer side to ``size``."""
+    import cv2
+
     x, y, w, h = face.box
-    side = max(w, h) * scale
-    return (round(x + w / 2 - side / 2), round(y + h / 2 - side / 2), round(side), round(side))
+    centre = (x + w / 2.0, y + h / 2.0)
+    matrix = cv2.getRotationMatrix2D(centre, eye_angle(face), size / (max(w, h) * scale))
+    matrix[:, 2] += (size / 2.0 - centre[0], size / 2.0 - centre[1])
+    return matrix
 
 
 def crop_face(gray: np.ndarray, face: Face, scale: float = CROP_SCALE, size: int = FACE_SIZE) -> np.ndarray:
@@ -44,10 +49,8 @@ def crop_face(gray: np.ndarray, face: Face, scale: float = CROP_SCALE, size: int
     half = int(np.ceil(0.75 * side)) + 2
     left, top = int(np.floor(x + w / 2.0)) - half, int(np.floor(y + h / 2.0)) - half
     region = _region(gray, left, top, 2 * half)
-    centre = (x + w / 2.0 - left, y + h / 2.0 - top)
-    # One affine warp: rotate about the face centre to level the eyes, scale the square to `size`.
-    matrix = cv2.getRotationMatrix2D(centre, eye_angle(face), size / side)
-    matrix[:, 2] += (size / 2.0 - centre[0], size / 2.0 - centre[1])
+    matrix = crop_matrix(face, scale, size)
+    matrix[:, 2] += matrix[:, :2] @ np.array([left, top], dtype=np.float64)  # region pixels -> crop pixels
     # INTER_AREA has no meaning in warpAffine; downscale the region first when the crop is much larger.
     if side > 2 * size:
         factor = side / (2 * size)

@@ -17,15 +17,18 @@ EMOTION_COLORS: dict[str, tuple[int, int, int]] = dict(zip(EMOTIONS, [
 
 
 def annotate(image_rgb: np.ndarray, results: Sequence[FaceResult], track_ids: Sequence[int] | None = None,
-             bars: bool = True) -> np.ndarray:
-    """Return a copy of an RGB uint8 image with each face's box, label and probability bars drawn."""
+             bars: bool = True, box_scale: float = 1.0) -> np.ndarray:
+    """Return a copy of an RGB uint8 image with each face's box, label and probability bars drawn.
+
+    ``box_scale``: the boxes are in pixels of an image this many times larger (Analysis.scale).
+    """
     import cv2
 
     out = np.ascontiguousarray(image_rgb.copy())
     scale = max(0.4, min(out.shape[:2]) / 900)
     thickness = max(1, round(2 * scale))
     for i, result in enumerate(results):
-        x, y, w, h = result.box
+        x, y, w, h = (round(v / box_scale) for v in result.box)
         colour = EMOTION_COLORS.get(result.emotion, (255, 255, 255))
         cv2.rectangle(out, (x, y), (x + w, y + h), colour, thickness)
         label = f"{result.emotion} {result.confidence:.2f}" if result.emotion != UNCERTAIN else UNCERTAIN

@@ -2,64 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from ferkit.data.images import to_rgb_array
-from ferkit.errors import FerkitError
-
-#: Images above this many pixels are decoded at reduced size (JPEG) or refused (other formats),
-#: so a decompression bomb never exhausts memory.
-MAX_PIXELS = 40_000_000
+from ferkit.data.images import open_image, to_rgb_array
+from ferkit.errors import ImageError
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
-
-
-class ImageError(FerkitError):
-    """An image cannot be read: missing, not an image, truncated or too large."""
-
-
-def _open(source: str | Path | bytes) -> Image.Image:
-    where = "uploaded image" if isinstance(source, bytes) else str(source)
-    try:
-        if isinstance(source, bytes):
-            handle: io.BytesIO | Path = io.BytesIO(source)
-        else:
-            handle = Path(source)
-            if not handle.exists():
-                raise ImageError(f"{where}: no such file")
-            if handle.is_dir():
-                raise ImageError(f"{where}: is a folder, not an image")
-            if handle.stat().st_size == 0:
-                raise ImageError(f"{where}: empty file (0 bytes)")
-        previous = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before decoding
-        try:
-            image = Image.open(handle)
-        finally:
-            Image.MAX_IMAGE_PIXELS = previous
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"{where}: not an image file PIL can read") from exc
-    except OSError as exc:
-        raise ImageError(f"{where}: cannot read ({exc})") from exc
-    width, height = image.size
-    if width * height > MAX_PIXELS:
-        if image.format == "JPEG":
-            # JPEG decodes at 1/2, 1/4 or 1/8 size for free; ask for the power of two that fits.
-            factor = 2 ** int(np.ceil(np.log2(np.sqrt(width * height / MAX_PIXELS))))
-            image.draft("RGB", (width // factor, height // factor))
-        if image.size[0] * image.size[1] > MAX_PIXELS:
-            raise ImageError(
-                f"{where}: {width}x{height} pixels is over the {MAX_PIXELS:,}-pixel limit; scale it down first"
-            )
-    try:
-        image.load()
-    except (OSError, ValueError) as exc:
-        raise ImageError(f"{where}: broken or truncated image ({exc})") from exc
-    return image
+__all__ = ["ImageError", "ImageSource", "load_image", "load_image_scaled"]
 
 
 def load_image(source: ImageSource) -> np.ndarray:
@@ -77,7 +29,16 @@ def load_image(source: ImageSource) -> np.ndarray:
         if source.ndim == 3 and source.shape[2] in (3, 4):
             return np.ascontiguousarray(source[..., :3])
         raise ImageError(f"image arrays must be (H, W), (H, W, 3) or (H, W, 4); got {source.shape}")
+    return load_image_scaled(source)[0]
+
+
+def load_image_scaled(source: ImageSource) -> tuple[np.ndarray, float]:
+    """load_image(), with the scale from the returned image's pixels to the original's (1.0 unless
+    a JPEG over the pixel limit was decoded at reduced size)."""
+    if isinstance(source, np.ndarray):
+        return load_image(source), 1.0
     if isinstance(source, Image.Image):
-        return to_rgb_array(source)
-    with _open(source) as image:
-        return to_rgb_array(image)
+        return to_rgb_array(source), 1.0
+    image, scale = open_image(source)
+    with image:
+        return to_rgb_array(image), scale

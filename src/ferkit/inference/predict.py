@@ -46,7 +46,7 @@ def predict_files(recognizer: Recognizer, paths: Iterable[str], recursive: bool 
     import sys
 
     from ferkit.inference.annotate import annotate
-    from ferkit.inference.images import load_image
+    from ferkit.inference.outputs import unique_stems
 
     stream = stream or sys.stdout
     inputs = expand_inputs(paths, recursive)
@@ -55,6 +55,7 @@ def predict_files(recognizer: Recognizer, paths: Iterable[str], recursive: bool 
     if fmt == "csv":
         writer = csv.writer(stream)
         writer.writerow(["path", "face", "x", "y", "w", "h", "emotion", "confidence", *(f"p_{n}" for n in labels), "error"])
+    stems = unique_stems([path for path, error in inputs if error is None])
     if annotate_dir:
         Path(annotate_dir).mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -62,13 +63,13 @@ def predict_files(recognizer: Recognizer, paths: Iterable[str], recursive: bool 
         faces = []
         if error is None:
             try:
-                rgb = load_image(path)
-                faces = recognizer.analyze(rgb)
+                analysis = recognizer.analyze_image(path)
+                faces = analysis.results
                 if annotate_dir:
                     from PIL import Image
 
-                    target = Path(annotate_dir) / (Path(path).stem + "_annotated.png")
-                    Image.fromarray(annotate(rgb, faces)).save(target)
+                    drawn = annotate(analysis.image, faces, box_scale=analysis.scale)
+                    Image.fromarray(drawn).save(Path(annotate_dir) / f"{stems[path]}_annotated.png")
             except FerkitError as exc:
                 error = str(exc)
         failures += error is not None

@@ -12,7 +12,7 @@ import numpy as np
 
 from ferkit.detection import DEFAULT_DETECTOR, DetectorOptions, Face, FaceDetector, create_detector, crop_face
 from ferkit.inference.base import Classifier
-from ferkit.inference.images import ImageSource, load_image
+from ferkit.inference.images import ImageSource, load_image_scaled
 
 UNCERTAIN = "uncertain"
 
@@ -47,12 +47,18 @@ class FaceResult:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Everything analyze() computed for one image: the RGB image, detections, crops and results."""
+    """Everything analyze() computed for one image: the RGB image, detections, crops and results.
+
+    ``image`` and ``faces`` are in the pixels of the image as decoded; ``results`` boxes are in
+    the original image's pixels, ``scale`` times larger when a huge JPEG was decoded at reduced
+    size (1.0 otherwise). Draw with ``annotate(analysis.image, analysis.results, box_scale=analysis.scale)``.
+    """
 
     image: np.ndarray
     faces: list[Face]
     crops: np.ndarray
     results: list[FaceResult]
+    scale: float = 1.0
 
 
 class Recognizer:
@@ -83,10 +89,11 @@ class Recognizer:
             return np.zeros((0, len(self.labels)), np.float32)
         return self.classifier.probabilities(faces)
 
-    def detect(self, image: ImageSource) -> tuple[np.ndarray, list[Face]]:
-        """The image as RGB uint8 and the faces found in it."""
-        rgb = load_image(image)
-        return rgb, self.detector.detect(rgb)
+    def detect(self, image: ImageSource) -> tuple[np.ndarray, list[Face], float]:
+        """The image as RGB uint8 (as decoded), the faces found in it, and the scale from its
+        pixels to the original image's."""
+        rgb, scale = load_image_scaled(image)
+        return rgb, self.detector.detect(rgb), scale
 
     def crops(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         """48x48 gray crops (N, 48, 48) of ``faces`` in an RGB image, as the model was trained on."""
@@ -98,9 +105,9 @@ class Recognizer:
             return np.zeros((0, size, size), np.uint8)
         return np.stack([crop_face(gray, face, size=size) for face in faces])
 
-    def results(self, faces: Sequence[Face], probs: np.ndarray) -> list[FaceResult]:
-        """Pair detected faces with their probability rows."""
-        return self._results([(face.box, face.score) for face in faces], probs)
+    def results(self, faces: Sequence[Face], probs: np.ndarray, scale: float = 1.0) -> list[FaceResult]:
+        """Pair detected faces with their probability rows; boxes multiplied by ``scale``."""
+        return self._results([(_scaled(face.box, scale), face.score) for face in faces], probs)
 
     def results_from_probs(self, results: Sequence[FaceResult], probs: np.ndarray) -> list[FaceResult]:
         """The same faces with other probabilities (e.g. smoothed over time)."""
@@ -126,18 +133,18 @@ class Recognizer:
 
     def analyze_image(self, image: ImageSource) -> Analysis:
         """analyze(), keeping the decoded image, the detections and the crops (for display and Grad-CAM)."""
-        rgb, faces = self.detect(image)
+        rgb, faces, scale = self.detect(image)
         crops = self.crops(rgb, faces)
-        return Analysis(rgb, faces, crops, self.results(faces, self.classify(crops)))
+        return Analysis(rgb, faces, crops, self.results(faces, self.classify(crops), scale), scale)
 
     def analyze_many(self, images: Iterable[ImageSource]) -> list[list[FaceResult]]:
         """analyze() for many images, classifying all their faces in one batch."""
         found = [self.detect(image) for image in images]
-        crops = [self.crops(rgb, faces) for rgb, faces in found]
+        crops = [self.crops(rgb, faces) for rgb, faces, _ in found]
         probs = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.labels)))
         out, start = [], 0
-        for (_, faces), batch in zip(found, crops):
-            out.append(self.results(faces, probs[start : start + len(batch)]))
+        for (_, faces, scale), batch in zip(found, crops):
+            out.append(self.results(faces, probs[start : start + len(batch)], scale))
             start += len(batch)
         return out
 
@@ -155,7 +162,6 @@ class Recognizer:
 
     def gradcam_overlay(self, analysis: Analysis) -> np.ndarray:
         """The analysed RGB image with each face's Grad-CAM (for its predicted emotion) blended in."""
-        from ferkit.detection import crop_box
         from ferkit.explain.overlay import overlay_on_image
 
         out = analysis.image
@@ -163,8 +169,12 @@ class Recognizer:
             return out.copy()
         targets = [int(np.argmax([r.probabilities[n] for n in self.labels])) for r in analysis.results]
         for face, heat in zip(analysis.faces, self.explain(analysis.crops, targets)):
-            out = overlay_on_image(out, crop_box(face), heat)
+            out = overlay_on_image(out, face, heat)
         return out
+
+
+def _scaled(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
+    return box if scale == 1.0 else tuple(round(v * scale) for v in box)  # type: ignore[return-value]
 
 
 def load(
