@@ -37,7 +37,7 @@ def main() -> None:
         for tau in taus:
             predicted = (raw - tau * log_prior).argmax(axis=1)
             accuracy = float((predicted == split.labels).mean())
-            cells.append(f"{100 * accuracy:.1f}/{100 * balanced_accuracy(split.labels, predicted, classes):.1f}")
+            cells.append(f"{100 * accuracy:.1f}/{100 * balanced_accuracy(split.labels, predicted):.1f}")
         print(f"{run}: {' '.join(cells)}")
 
 

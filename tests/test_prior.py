@@ -102,3 +102,14 @@ def test_predict_cli_takes_the_prior(skewed_run: Path, capsys: pytest.CaptureFix
         assert main(["predict", str(photo), "--model", str(skewed_run), "--prior", prior]) == 0
         rows[prior] = json.loads(capsys.readouterr().out.splitlines()[0])["faces"][0]["probabilities"]
     assert rows["uniform"]["neutral"] < rows["train"]["neutral"]
+
+
+@pytest.mark.parametrize("prior", ["train", "uniform"])
+def test_tta_uses_the_temperature_fitted_for_tta(skewed_run: Path, prior: str):
+    meta = load_model(skewed_run).metadata
+    stored = meta if prior == "train" else meta[UNIFORM_PRIOR_KEY]
+    assert stored["temperature_tta"] > 0 and stored["temperature_tta"] != stored["temperature"]
+    rec = ferkit.load(skewed_run, prior=prior, tta=True)
+    assert rec.classifier.temperature == stored["temperature_tta"]
+    expected = softmax(rec.classifier.raw_logits(FACES) + np.array(stored["logit_bias"]), stored["temperature_tta"])
+    np.testing.assert_allclose(rec.classify(FACES), expected, atol=1e-5)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import balanced_accuracy_score, log_loss
 
 from ferkit.data.protocols import LabelledSplit
 from ferkit.inference.base import UNIFORM_PRIOR_KEY, softmax
@@ -37,29 +39,28 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200,
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of the labels under softmax(logits / T)."""
-    probs = softmax(logits, temperature)
-    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+    return float(log_loss(labels, softmax(logits, temperature), labels=np.arange(logits.shape[1])))
 
 
-def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
-    """Mean recall over the classes present in ``labels``."""
-    recalls = [float((predicted[labels == k] == k).mean()) for k in range(num_classes) if (labels == k).any()]
-    return float(np.mean(recalls))
+def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean recall over the classes present in ``labels`` (scikit-learn's balanced accuracy)."""
+    with warnings.catch_warnings():  # predictions of a class absent from the labels are fine here
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(labels, predicted))
 
 
 def choose_logit_adjustment(logits: np.ndarray, labels: np.ndarray, prior: np.ndarray,
                             max_accuracy_drop: float = 0.005) -> float:
     """Post-hoc logit adjustment (Menon et al., ICLR 2021): the tau in logits - tau * log(prior) that
     maximises balanced accuracy while losing at most ``max_accuracy_drop`` accuracy (on valid)."""
-    num_classes = logits.shape[1]
     log_prior = np.log(np.clip(prior, 1e-12, 1))
     base_accuracy = float((logits.argmax(axis=1) == labels).mean())
-    best_tau, best_balanced = 0.0, balanced_accuracy(labels, logits.argmax(axis=1), num_classes)
+    best_tau, best_balanced = 0.0, balanced_accuracy(labels, logits.argmax(axis=1))
     for tau in np.round(np.arange(0.05, 2.0001, 0.05), 2):
         predicted = (logits - tau * log_prior).argmax(axis=1)
         if float((predicted == labels).mean()) < base_accuracy - max_accuracy_drop:
             continue
-        balanced = balanced_accuracy(labels, predicted, num_classes)
+        balanced = balanced_accuracy(labels, predicted)
         if balanced > best_balanced + 1e-9:
             best_tau, best_balanced = float(tau), balanced
     return best_tau
@@ -68,12 +69,16 @@ def choose_logit_adjustment(logits: np.ndarray, labels: np.ndarray, prior: np.nd
 def calibrate_weights(weights: str | Path, valid: LabelledSplit, prior: np.ndarray | None = None,
                       max_accuracy_drop: float = 0.005) -> dict[str, Any]:
     """Fit post-hoc logit adjustment (when ``prior`` is given) and then the temperature on a
-    validation split, and store both in the weights' JSON.
+    validation split, and store both in the weights' JSON; with ``prior``, also the uniform
+    prior's bias and temperature. Each temperature is fitted twice: for plain logits and for
+    mirror-image TTA logits (``temperature_tta``), since TTA logits are less spread.
 
     Returns the ``calibration`` record written.
     """
     classifier = FaceClassifier.from_path(weights)
     raw = classifier.raw_logits(valid.images)
+    classifier.tta = True
+    raw_tta = classifier.raw_logits(valid.images)
     labels = valid.labels
     record: dict[str, Any] = {"fitted_on": "valid", "faces": int(len(valid))}
     bias = np.zeros(raw.shape[1])
@@ -85,34 +90,38 @@ def calibrate_weights(weights: str | Path, valid: LabelledSplit, prior: np.ndarr
             max_accuracy_drop=max_accuracy_drop,
             accuracy_before=float((raw.argmax(axis=1) == labels).mean()),
             accuracy_after=float(((raw + bias).argmax(axis=1) == labels).mean()),
-            balanced_accuracy_before=balanced_accuracy(labels, raw.argmax(axis=1), raw.shape[1]),
-            balanced_accuracy_after=balanced_accuracy(labels, (raw + bias).argmax(axis=1), raw.shape[1]),
+            balanced_accuracy_before=balanced_accuracy(labels, raw.argmax(axis=1)),
+            balanced_accuracy_after=balanced_accuracy(labels, (raw + bias).argmax(axis=1)),
         )
     logits = raw + bias
     temperature = fit_temperature(logits, labels)
     record.update(temperature=temperature, nll_before=nll(logits, labels), nll_after=nll(logits, labels, temperature))
-    values: dict[str, Any] = {"temperature": temperature, "logit_bias": [float(b) for b in bias], "calibration": record}
+    values: dict[str, Any] = {"temperature": temperature, "temperature_tta": fit_temperature(raw_tta + bias, labels),
+                              "logit_bias": [float(b) for b in bias], "calibration": record}
     if prior is not None:
-        values[UNIFORM_PRIOR_KEY] = uniform_prior_calibration(raw, labels, np.asarray(prior))
+        values[UNIFORM_PRIOR_KEY] = uniform_prior_calibration(raw, labels, np.asarray(prior), raw_tta)
     update_metadata(weights, values)
     return record
 
 
-def uniform_prior_calibration(raw: np.ndarray, labels: np.ndarray, prior: np.ndarray) -> dict[str, Any]:
+def uniform_prior_calibration(raw: np.ndarray, labels: np.ndarray, prior: np.ndarray,
+                              raw_tta: np.ndarray | None = None) -> dict[str, Any]:
     """The logit bias that removes the training class prior completely (-log prior) and the
-    temperature fitted for it on valid, each face weighted by 1 / its class frequency so that
-    valid stands for a uniform mix of emotions."""
+    temperature fitted for it on valid (also for TTA logits when given), each face weighted by
+    1 / its class frequency so that valid stands for a uniform mix of emotions."""
     prior = np.clip(np.asarray(prior, dtype=np.float64), 1e-12, 1)
     bias = -np.log(prior)
     bias -= bias.mean()  # softmax ignores a constant; centred values read better
     counts = np.bincount(labels, minlength=raw.shape[1]).astype(np.float64)
     weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / raw.shape[1], 0.0)
-    logits = raw + bias
-    predicted = logits.argmax(axis=1)
-    return {
+    predicted = (raw + bias).argmax(axis=1)
+    record: dict[str, Any] = {
         "class_prior": [float(p) for p in prior],
         "logit_bias": [float(b) for b in bias],
-        "temperature": fit_temperature(logits, labels, class_weights=weights),
+        "temperature": fit_temperature(raw + bias, labels, class_weights=weights),
         "accuracy_valid": float((predicted == labels).mean()),
-        "balanced_accuracy_valid": balanced_accuracy(labels, predicted, raw.shape[1]),
+        "balanced_accuracy_valid": balanced_accuracy(labels, predicted),
     }
+    if raw_tta is not None:
+        record["temperature_tta"] = fit_temperature(raw_tta + bias, labels, class_weights=weights)
+    return record

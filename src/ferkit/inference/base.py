@@ -64,8 +64,11 @@ class Classifier(ABC):
 
     @property
     def temperature(self) -> float:
-        """The calibration temperature for the chosen prior (1.0 when not calibrated)."""
-        return float(self._prior_calibration().get("temperature", 1.0))
+        """The calibration temperature for the chosen prior, fitted for TTA logits when TTA is on
+        (1.0 when not calibrated)."""
+        calibration = self._prior_calibration()
+        key = "temperature_tta" if self.tta and "temperature_tta" in calibration else "temperature"
+        return float(calibration.get(key, 1.0))
 
     @abstractmethod
     def _logits(self, inputs: np.ndarray) -> np.ndarray:

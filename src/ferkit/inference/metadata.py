@@ -79,8 +79,9 @@ def validate_metadata(metadata: Any, where: str) -> dict[str, Any]:
             and _number(prep.get("mean")) and _number(prep.get("std")) and prep["std"] > 0):
         raise _fail(where, "preprocessing", prep,
                     f"gray faces of size 8 to {MAX_FACE_SIZE} with a finite mean and a std above 0")
-    if "temperature" in metadata:
-        _check_temperature(where, "temperature", metadata["temperature"])
+    for key in ("temperature", "temperature_tta"):
+        if key in metadata:
+            _check_temperature(where, key, metadata[key])
     if metadata.get("logit_bias") is not None:
         _check_bias(where, "logit_bias", metadata["logit_bias"], len(labels))
     uniform = metadata.get("uniform_prior")
@@ -89,6 +90,8 @@ def validate_metadata(metadata: Any, where: str) -> dict[str, Any]:
             raise _fail(where, "uniform_prior", uniform, "a mapping with logit_bias and temperature")
         _check_bias(where, "uniform_prior.logit_bias", uniform.get("logit_bias"), len(labels))
         _check_temperature(where, "uniform_prior.temperature", uniform.get("temperature"))
+        if "temperature_tta" in uniform:
+            _check_temperature(where, "uniform_prior.temperature_tta", uniform["temperature_tta"])
     sha = metadata.get("sha256")
     if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
         raise _fail(where, "sha256", sha, "64 lowercase hex digits")
