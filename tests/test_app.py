@@ -31,10 +31,23 @@ def test_photo_upload_shows_each_face_with_a_chart(app: AppTest):
 
 
 def test_bundled_example_and_gradcam(app: AppTest):
-    app.sidebar.toggle[0].set_value(True)
     app.selectbox[0].set_value("close-up.png").run()
     assert not app.exception and not app.error
     assert len([m for m in app.markdown if m.value.startswith("**Face 1:")]) == 1
+    plain = app.get("image")[0].proto.imgs[0].url
+    next(t for t in app.sidebar.toggle if t.label == "Grad-CAM heatmaps").set_value(True).run()
+    assert not app.exception and not app.error
+    assert app.get("image")[0].proto.imgs[0].url != plain  # the heatmap is drawn: another image
+
+
+def test_an_upload_named_like_the_example_does_not_collide(app: AppTest):
+    from ferkit.app.views.photo import EXAMPLES
+
+    app.selectbox[0].set_value("close-up.png")
+    app.file_uploader[0].set_value(("close-up.png", (EXAMPLES / "close-up.png").read_bytes(), "image/png")).run()
+    assert not app.exception
+    assert len([m for m in app.markdown if m.value.startswith("**Face 1:")]) == 2
+    assert len(app.get("download_button")) == 4
 
 
 def test_bad_uploads_show_a_message(app: AppTest):
@@ -57,11 +70,51 @@ def test_bad_uploads_show_a_message(app: AppTest):
     assert blank.is_file()
 
 
-def test_video_and_model_pages_render(app: AppTest):
+def test_video_page_processes_a_clip_within_the_length_cap(app: AppTest, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    from test_video import _clip
+
+    monkeypatch.setenv("FERKIT_MAX_VIDEO_MINUTES", str(0.6 / 60))  # 0.6 s: 6 of the clip's 12 frames
     app.switch_page(str(APP.parent / "views" / "video.py")).run()
     assert not app.exception and app.title[0].value == "Emotions over a video"
+    clip = _clip(tmp_path / "clip.mp4").read_bytes()
+    app.file_uploader[0].set_value(("clip.mp4", clip, "video/mp4")).run()
+    assert not app.exception and not app.error
+    assert app.success[0].value.startswith("6 frames,") and "in 5 tracks" in app.success[0].value
+    assert any("Only the first" in i.value for i in app.info)
+    assert [b.label for b in app.get("download_button")] == ["Annotated video (MP4)", "Timeline (CSV)"]
+
+
+def test_model_page_renders(app: AppTest):
     app.switch_page(str(APP.parent / "views" / "model.py")).run()
     assert not app.exception and app.title[0].value == "The model"
+
+
+def test_broken_weights_show_a_short_message_without_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    broken = tmp_path / "secret-server-folder"
+    broken.mkdir()
+    (broken / "model.json").write_text("{}")
+    (broken / "weights.safetensors").write_bytes(b"")
+    monkeypatch.setenv("FERKIT_WEIGHTS", str(broken))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.selectbox[0].set_value("close-up.png").run()
+    assert not at.exception
+    messages = [e.value for e in at.error]
+    assert messages == ["The model could not be loaded. The operator will find the reason in the server log."]
+    shown = [*messages, *(m.value for m in at.markdown), *(o for s in at.sidebar.selectbox for o in s.options)]
+    assert shown and not any(str(broken) in text for text in shown)  # the folder's name at most, never its path
+
+
+def test_visitors_get_no_developer_tools():
+    from streamlit import config
+
+    from ferkit.app.limits import CLIENT_OPTIONS
+
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    assert CLIENT_OPTIONS == {"client.toolbarMode": "minimal", "client.showErrorDetails": "none"}
+    assert all(config.get_option(k) == v for k, v in CLIENT_OPTIONS.items())
 
 
 def test_model_page_shows_the_bundled_model(monkeypatch: pytest.MonkeyPatch):

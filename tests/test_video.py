@@ -71,3 +71,25 @@ def test_unopenable_video_is_a_clear_error(trained_run: Path, tmp_path: Path, ca
     assert "cannot open it as a video" in capsys.readouterr().err
     assert main(["video", str(tmp_path / "missing.mp4"), "--weights", str(trained_run)]) == 2
     assert "no such video file" in capsys.readouterr().err
+
+
+def test_tracker_assignment_maximises_total_overlap():
+    """Greedy matching takes the best single pair (track 1 with the first face, IoU 0.62) and
+    strands the second face (new track); the optimal assignment continues both tracks (0.5 + 0.5)."""
+    tracker = FaceTracker(smoothing=0.0, min_iou=0.2)
+    p = np.eye(2)
+    assert [tid for tid, _ in tracker.update(0, [(0, 0, 30, 30), (17, 0, 30, 30)], p)] == [1, 2]
+    matched = tracker.update(1, [(7, 0, 30, 30), (-10, 0, 30, 30)], p)
+    assert [tid for tid, _ in matched] == [2, 1]
+
+
+def test_video_length_cap_stops_early(trained_run: Path, tmp_path: Path):
+    import ferkit
+    from ferkit.video.process import run_video
+
+    clip = _clip(tmp_path / "clip.mp4")  # 12 frames at 10 frames/s
+    table = tmp_path / "t.csv"
+    summary = run_video(ferkit.load(trained_run), str(clip), out_csv=table, max_seconds=0.5, progress=False)
+    assert summary.frames == 5 and summary.truncated
+    assert {row["frame"] for row in csv.DictReader(table.open())} == {str(i) for i in range(5)}
+    assert not run_video(ferkit.load(trained_run), str(clip), max_seconds=60, progress=False).truncated

@@ -161,6 +161,8 @@ def _cmd_app(args: argparse.Namespace) -> None:
     import os
     from pathlib import Path
 
+    from ferkit.app.limits import MAX_VIDEO_MB
+
     main_script = Path(__file__).resolve().parent / "app" / "main.py"
     env = dict(os.environ)
     if args.model:
@@ -168,7 +170,7 @@ def _cmd_app(args: argparse.Namespace) -> None:
 
         env["FERKIT_WEIGHTS"] = args.model if args.model in BUNDLED_MODELS else str(Path(args.model).resolve())
     command = [sys.executable, "-m", "streamlit", "run", str(main_script), "--server.port", str(args.port),
-               "--server.address", args.address, "--server.maxUploadSize", "200", "--server.headless",
+               "--server.address", args.address, "--server.maxUploadSize", str(MAX_VIDEO_MB), "--server.headless",
                "true" if args.headless else "false", "--server.showEmailPrompt", "false",
                "--browser.gatherUsageStats", "false"]
     # Become the Streamlit process (no child left behind when this one is stopped).

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,16 +13,12 @@ from typing import Any
 import streamlit as st
 
 from ferkit.detection import DETECTOR_NAMES, DetectorOptions, FaceDetector, create_detector
-from ferkit.errors import FerkitError
+from ferkit.errors import CheckpointError, ConfigError, FerkitError
 from ferkit.inference.base import PRIORS, Classifier
 from ferkit.inference.bundled import BUNDLED_MODELS, bundled_models
 from ferkit.inference.recognizer import Recognizer
 
-MAX_IMAGE_MB = 20
-MAX_VIDEO_MB = 200
-MAX_FACES_SHOWN = 30
-
-
+logger = logging.getLogger(__name__)
 MODEL_CACHE_ENTRIES = 4  # classifiers kept in memory at once (each bundled model, each prior)
 
 
@@ -43,7 +41,7 @@ def cached_classifier(model: str, prior: str = "train") -> Classifier:
     return load(model or None, prior=prior).classifier
 
 
-@st.cache_resource
+@st.cache_resource(max_entries=8)
 def cached_detector(name: str, min_face: int) -> FaceDetector:
     return create_detector(name, DetectorOptions(min_size=min_face))
 
@@ -103,3 +101,15 @@ def prior_choice(bar: Any) -> str:
     return bar.radio("Expected emotions", PRIORS, format_func=labels.__getitem__,
                      help="Use 'every emotion equally likely' for posed or acted expressions and emotion studies; "
                           "the default suits everyday photos and video, where most faces are neutral or happy.")
+
+
+def show_errors(page: Callable[[], None]) -> None:
+    """Run a page; a FerkitError becomes a short message, never a traceback. Errors about the
+    model or the configuration may name server paths: visitors get a generic line, the log the detail."""
+    try:
+        page()
+    except (CheckpointError, ConfigError) as exc:
+        logger.error("ferkit app: %s", exc)
+        st.error("The model could not be loaded. The operator will find the reason in the server log.")
+    except FerkitError as exc:
+        st.error(str(exc))

@@ -160,15 +160,17 @@ class Recognizer:
                                  target=None if targets is None else list(targets))
 
 
-    def gradcam_overlay(self, analysis: Analysis) -> np.ndarray:
-        """The analysed RGB image with each face's Grad-CAM (for its predicted emotion) blended in."""
+    def gradcam_overlay(self, analysis: Analysis, max_faces: int | None = None) -> np.ndarray:
+        """The analysed RGB image with Grad-CAM (for the predicted emotion) blended into each face,
+        or into the ``max_faces`` largest only (the others are not explained: no time spent)."""
         from ferkit.explain.overlay import overlay_on_image
 
         out = analysis.image
-        if not analysis.faces:
+        count = len(analysis.faces) if max_faces is None else min(max_faces, len(analysis.faces))
+        if not count:
             return out.copy()
-        targets = [int(np.argmax([r.probabilities[n] for n in self.labels])) for r in analysis.results]
-        for face, heat in zip(analysis.faces, self.explain(analysis.crops, targets)):
+        targets = [int(np.argmax([r.probabilities[n] for n in self.labels])) for r in analysis.results[:count]]
+        for face, heat in zip(analysis.faces[:count], self.explain(analysis.crops[:count], targets)):
             out = overlay_on_image(out, face, heat)
         return out
 

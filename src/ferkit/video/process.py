@@ -41,6 +41,7 @@ class VideoSummary:
     faces: int = 0
     tracks: set[int] = field(default_factory=set)
     seconds: float = 0.0
+    truncated: bool = False
 
     @property
     def fps(self) -> float:
@@ -111,65 +112,92 @@ def frames(recognizer: Recognizer, capture, every: int = 1, smoothing: float = 0
         yield index, index / fps, rgb, last
 
 
+class _AnnotatedWriter:
+    """Writes annotated frames to an MP4 file, opened at the first frame (whose size it takes)."""
+
+    def __init__(self, path: str | Path | None, fps: float) -> None:
+        self.path, self.fps, self._writer = path, fps, None
+
+    def write(self, rgb: np.ndarray, tracked: list[TrackedFace]) -> None:
+        import cv2
+
+        from ferkit.inference.annotate import annotate
+
+        if self.path is None:
+            return
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                           (rgb.shape[1], rgb.shape[0]))
+            if not self._writer.isOpened():
+                raise VideoError(f"{self.path}: cannot write a video there")
+        drawn = annotate(rgb, [t.result for t in tracked], [t.track_id for t in tracked])
+        self._writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+
+
+def _timeline_rows(index: int, seconds: float, tracked: list[TrackedFace], labels: tuple[str, ...]) -> list[list[object]]:
+    return [[index, round(seconds, 3), t.track_id, *t.result.box, t.result.emotion, round(t.result.confidence, 4),
+             *(round(t.result.probabilities[n], 4) for n in labels)] for t in tracked]
+
+
+def _write_timeline(rows: list[list[object]], labels: tuple[str, ...], out_csv: str | Path | None,
+                    out_plot: str | Path | None) -> None:
+    if out_csv is not None:
+        with Path(out_csv).open("w", newline="") as handle:
+            out = csv.writer(handle)
+            out.writerow(["frame", "time_s", "track_id", "x", "y", "w", "h", "emotion", "confidence",
+                          *(f"p_{n}" for n in labels)])
+            out.writerows(rows)
+    if out_plot is not None:
+        from ferkit.video.timeline import timeline_figure
+
+        timeline_figure(rows, labels).savefig(out_plot, dpi=100)
+
+
 def run_video(recognizer: Recognizer, source: str | int, out_video: str | Path | None = None,
               out_csv: str | Path | None = None, out_plot: str | Path | None = None, every: int = 1,
               smoothing: float = 0.6, max_frames: int | None = None, progress: bool = True,
-              on_frame: Callable[[int, int | None], None] | None = None) -> VideoSummary:
+              on_frame: Callable[[int, int | None], None] | None = None,
+              max_seconds: float | None = None) -> VideoSummary:
     """Process a video file or webcam and write the annotated video, the CSV timeline and the plot.
 
     ``on_frame(frames done, total or None)`` is called after each frame (e.g. for a progress bar).
+    ``max_frames`` and ``max_seconds`` (of video time) stop early; ``summary.truncated`` says so.
     """
     import cv2
     from tqdm import tqdm
-
-    from ferkit.inference.annotate import annotate
 
     if every < 1:
         raise FerkitError("--every must be at least 1")
     capture = open_capture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
-    summary = VideoSummary()
-    writer = None
-    rows: list[list[object]] = []
+    if max_seconds is not None:
+        limit = max(1, int(max_seconds * fps))
+        max_frames = limit if max_frames is None else min(max_frames, limit)
+    summary, writer, rows = VideoSummary(), _AnnotatedWriter(out_video, fps), []
     started = time.perf_counter()
     bar = tqdm(total=total if max_frames is None else min(total or max_frames, max_frames), unit="frame",
                disable=not progress, desc="video")
     try:
         for index, seconds, rgb, tracked in frames(recognizer, capture, every, smoothing, summary):
-            if out_video is not None:
-                if writer is None:
-                    writer = cv2.VideoWriter(str(out_video), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                             (rgb.shape[1], rgb.shape[0]))
-                    if not writer.isOpened():
-                        raise VideoError(f"{out_video}: cannot write a video there")
-                drawn = annotate(rgb, [t.result for t in tracked], [t.track_id for t in tracked])
-                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            writer.write(rgb, tracked)
             if index % every == 0:
-                for t in tracked:
-                    r = t.result
-                    rows.append([index, round(seconds, 3), t.track_id, *r.box, r.emotion, round(r.confidence, 4),
-                                 *(round(r.probabilities[n], 4) for n in recognizer.labels)])
+                rows.extend(_timeline_rows(index, seconds, tracked, recognizer.labels))
             bar.update(1)
+            bar.set_postfix(fps=f"{summary.frames / max(time.perf_counter() - started, 1e-9):.1f}")
             if on_frame is not None:
                 on_frame(summary.frames, total)
-            bar.set_postfix(fps=f"{summary.frames / max(time.perf_counter() - started, 1e-9):.1f}")
             if max_frames is not None and summary.frames >= max_frames:
+                summary.truncated = total is None or summary.frames < total
                 break
     finally:
         bar.close()
         capture.release()
-        if writer is not None:
-            writer.release()
+        writer.close()
     summary.seconds = time.perf_counter() - started
-    if out_csv is not None:
-        with Path(out_csv).open("w", newline="") as handle:
-            out = csv.writer(handle)
-            out.writerow(["frame", "time_s", "track_id", "x", "y", "w", "h", "emotion", "confidence",
-                          *(f"p_{n}" for n in recognizer.labels)])
-            out.writerows(rows)
-    if out_plot is not None:
-        from ferkit.video.timeline import timeline_figure
-
-        timeline_figure(rows, recognizer.labels).savefig(out_plot, dpi=100)
+    _write_timeline(rows, recognizer.labels, out_csv, out_plot)
     return summary

@@ -1,4 +1,4 @@
-"""Track faces across frames (greedy IoU matching) and smooth their probabilities (EMA)."""
+"""Track faces across frames (optimal IoU assignment) and smooth their probabilities (EMA)."""
 
 from __future__ import annotations
 
@@ -44,21 +44,20 @@ class FaceTracker:
     tracks: list[Track] = field(default_factory=list)
     _next_id: int = 1
 
+    def _assign(self, boxes: list[tuple[int, int, int, int]]) -> dict[int, int]:
+        """Face index -> track index, maximising the total overlap (scipy's Hungarian solver);
+        pairs overlapping less than min_iou stay apart."""
+        from scipy.optimize import linear_sum_assignment
+
+        if not self.tracks or not boxes:
+            return {}
+        overlap = np.array([[iou(t.box, b) for b in boxes] for t in self.tracks])
+        rows, cols = linear_sum_assignment(overlap, maximize=True)
+        return {int(bi): int(ti) for ti, bi in zip(rows, cols) if overlap[ti, bi] >= self.min_iou}
+
     def update(self, frame: int, boxes: list[tuple[int, int, int, int]], probs: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """Match this frame's faces to tracks; returns (track id, smoothed probabilities) per face, in input order."""
-        pairs = sorted(
-            ((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)),
-            reverse=True,
-        )
-        assigned: dict[int, int] = {}
-        used_tracks: set[int] = set()
-        for overlap, ti, bi in pairs:
-            if overlap < self.min_iou:
-                break
-            if ti in used_tracks or bi in assigned:
-                continue
-            assigned[bi] = ti
-            used_tracks.add(ti)
+        assigned = self._assign(boxes)
         out: list[tuple[int, np.ndarray]] = []
         for bi, box in enumerate(boxes):
             if bi in assigned:

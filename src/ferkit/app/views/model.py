@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ferkit.app.settings import cached_classifier, sidebar
+from ferkit.app.settings import cached_classifier, show_errors, sidebar
 
 from ferkit.inference.bundled import BUNDLED_MODELS
 
@@ -48,4 +48,4 @@ def page() -> None:
         st.info("The evaluation report is not part of this install; see reports/ in the source repository.")
 
 
-page()
+show_errors(page)

@@ -10,7 +10,8 @@ import streamlit as st
 from PIL import Image
 
 from ferkit.app.charts import probability_chart
-from ferkit.app.settings import MAX_FACES_SHOWN, MAX_IMAGE_MB, recognizer, sidebar
+from ferkit.app.limits import MAX_FACES_SHOWN, MAX_FILES_PER_UPLOAD, MAX_IMAGE_MB
+from ferkit.app.settings import recognizer, show_errors, sidebar
 from ferkit.errors import FerkitError
 from ferkit.inference.annotate import annotate
 
@@ -23,7 +24,9 @@ def png_bytes(rgb) -> bytes:  # noqa: ANN001
     return buffer.getvalue()
 
 
-def show_image(name: str, data: bytes, settings) -> None:  # noqa: ANN001
+def show_image(index: int, name: str, data: bytes, settings) -> None:  # noqa: ANN001
+    """One image's results; ``index`` (its position on the page) keys its widgets, so that two
+    images of the same name never collide."""
     st.subheader(name)
     if len(data) > MAX_IMAGE_MB * 1024 * 1024:
         st.error(f"{name} is {len(data) / 1e6:.0f} MB; images up to {MAX_IMAGE_MB} MB are accepted.")
@@ -43,8 +46,8 @@ def show_image(name: str, data: bytes, settings) -> None:  # noqa: ANN001
     if len(results) > MAX_FACES_SHOWN:
         st.info(f"{len(results)} faces found; the {MAX_FACES_SHOWN} largest are shown.")
         results = results[:MAX_FACES_SHOWN]
-    base = rec.gradcam_overlay(analysis) if settings.gradcam else analysis.image
-    drawn = annotate(base, results, bars=False)
+    base = rec.gradcam_overlay(analysis, max_faces=len(results)) if settings.gradcam else analysis.image
+    drawn = annotate(base, results, bars=False, box_scale=analysis.scale)
     st.image(drawn, caption=f"{len(results)} face(s)", width="stretch")
     columns = st.columns(min(3, len(results)))
     for i, result in enumerate(results):
@@ -54,24 +57,28 @@ def show_image(name: str, data: bytes, settings) -> None:  # noqa: ANN001
     stem = Path(name).stem
     left, right = st.columns(2)
     left.download_button("Annotated image (PNG)", png_bytes(drawn), f"{stem}_annotated.png", "image/png",
-                         key=f"png-{name}")
+                         key=f"png-{index}")
     right.download_button("Results (JSON)", json.dumps({"image": name, "faces": [r.to_dict() for r in results]}, indent=2),
-                          f"{stem}_emotions.json", "application/json", key=f"json-{name}")
+                          f"{stem}_emotions.json", "application/json", key=f"json-{index}")
 
 
 def page() -> None:
     settings = sidebar()
     st.title("Emotions in a photo")
-    uploads = st.file_uploader("Upload JPG, PNG, WebP or BMP images", type=["jpg", "jpeg", "png", "webp", "bmp"],
-                               accept_multiple_files=True)
+    uploads = st.file_uploader(f"Upload JPG, PNG, WebP or BMP images (up to {MAX_FILES_PER_UPLOAD}, "
+                               f"{MAX_IMAGE_MB} MB each)", type=["jpg", "jpeg", "png", "webp", "bmp"],
+                               accept_multiple_files=True, max_upload_size=MAX_IMAGE_MB, key="photos")
+    if uploads and len(uploads) > MAX_FILES_PER_UPLOAD:
+        st.warning(f"{len(uploads)} images uploaded; the first {MAX_FILES_PER_UPLOAD} are analysed.")
+        uploads = uploads[:MAX_FILES_PER_UPLOAD]
     example = st.selectbox("...or try an example", ["(none)", *sorted(p.name for p in EXAMPLES.iterdir())])
     images = [(f.name, f.getvalue()) for f in uploads or []]
     if example != "(none)":
         images.append((example, (EXAMPLES / example).read_bytes()))
     if not images:
         st.caption("Faces are found with a CNN detector, cropped like FER+ faces and classified into 8 emotions.")
-    for name, data in images:
-        show_image(name, data, settings)
+    for index, (name, data) in enumerate(images):
+        show_image(index, name, data, settings)
 
 
-page()
+show_errors(page)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from ferkit.app.settings import MAX_VIDEO_MB, recognizer, sidebar
+from ferkit.app.limits import MAX_VIDEO_MB, max_video_minutes
+from ferkit.app.settings import recognizer, show_errors, sidebar
 from ferkit.errors import FerkitError
 from ferkit.video.process import run_video
 
@@ -15,7 +16,10 @@ from ferkit.video.process import run_video
 def page() -> None:
     settings = sidebar()
     st.title("Emotions over a video")
-    upload = st.file_uploader("Upload an MP4, WebM, AVI or MOV video", type=["mp4", "webm", "avi", "mov", "mkv"])
+    minutes = max_video_minutes()
+    upload = st.file_uploader(f"Upload an MP4, WebM, AVI or MOV video (up to {MAX_VIDEO_MB} MB; the first "
+                              f"{minutes:g} minutes are analysed)", type=["mp4", "webm", "avi", "mov", "mkv"],
+                              max_upload_size=MAX_VIDEO_MB, key="video")
     every = st.number_input("Analyse every N-th frame", 1, 30, 2)
     if upload is None:
         return
@@ -34,11 +38,14 @@ def page() -> None:
 
         try:
             summary = run_video(recognizer(settings), str(source), out_video, out_csv, out_plot, every=int(every),
-                                smoothing=settings.smoothing, progress=False, on_frame=progress)
+                                smoothing=settings.smoothing, progress=False, on_frame=progress,
+                                max_seconds=minutes * 60)
         except FerkitError as exc:
             st.error(f"Cannot process {upload.name}: {exc}")
             return
         bar.progress(1.0, text="Done")
+        if summary.truncated:
+            st.info(f"Only the first {minutes:g} minutes were analysed.")
         st.success(f"{summary.frames} frames, {summary.faces} faces in {len(summary.tracks)} tracks "
                    f"({summary.unreadable} unreadable frames skipped), {summary.fps:.1f} frames/s")
         st.image(str(out_plot), width="stretch")
@@ -48,4 +55,4 @@ def page() -> None:
         right.download_button("Timeline (CSV)", out_csv.read_bytes(), f"{stem}_emotions.csv", "text/csv")
 
 
-page()
+show_errors(page)

@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from ferkit.app.charts import probability_chart
-from ferkit.app.settings import ice_servers, recognizer, sidebar
+from ferkit.app.settings import ice_servers, recognizer, show_errors, sidebar
 from ferkit.errors import FerkitError
 from ferkit.inference.annotate import annotate
 from ferkit.inference.recognizer import Recognizer
@@ -96,4 +96,4 @@ def page() -> None:
                 st.altair_chart(probability_chart(result), width="stretch")
 
 
-page()
+show_errors(page)
