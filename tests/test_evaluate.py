@@ -16,6 +16,12 @@ ALL_FILES = {"metrics.json", "classification_report.txt", "confusion_matrix.png"
              "report.md"}
 
 
+def evaluate_split(data: Path) -> np.ndarray:
+    from ferkit.data import apply_protocol
+
+    return apply_protocol(load_dataset(data).split("test"), "majority", 8).images
+
+
 def test_training_stores_a_temperature_fitted_on_valid(trained_run: Path):
     meta = load_model(trained_run).metadata
     assert meta["calibration"]["fitted_on"] == "valid" and meta["calibration"]["faces"] == 64
@@ -38,7 +44,12 @@ def test_evaluate_writes_every_file(trained_run: Path, smoke_data: Path, tmp_pat
     camera = [rows[n]["balanced_accuracy"] for n in ("noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px")]
     assert rows["mean_camera"]["balanced_accuracy"] == pytest.approx(np.mean(camera))
     assert rows["jpeg_q30"]["accuracy_drop"] == pytest.approx(rows["jpeg_q30"]["accuracy"] - metrics["accuracy"])
-    assert 0 <= metrics["abstention"]["coverage"] <= 1
+    from ferkit.inference.classifier import FaceClassifier
+
+    faces = evaluate_split(smoke_data)
+    confident = FaceClassifier.from_path(trained_run, tta=True).probabilities(faces).max(axis=1) >= 0.5
+    assert metrics["abstention"]["coverage"] == pytest.approx(confident.mean())
+    assert metrics["abstention"]["uncertain"] == int((~confident).sum())
     assert sum(map(sum, metrics["confusion_matrix"])) == 64
     assert metrics["best_performance"]["epochs"] == 3
     report = (out / "report.md").read_text()

@@ -60,7 +60,7 @@ def test_real_models_maps_are_in_range_and_hooks_are_removed(name: str):
 
 def test_hooks_are_removed_when_the_call_fails():
     model = TinyNet()
-    with pytest.raises(Exception):
+    with pytest.raises(IndexError, match="index 5 is out of bounds"):
         gradcam(model, torch.zeros(1, 1, 4, 4), target=5)  # no class 5
     assert _hook_count(model) == 0
 

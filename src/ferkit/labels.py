@@ -13,6 +13,18 @@ EMOTIONS: tuple[str, ...] = (
     "contempt",
 )
 
+#: One colour per emotion (RGB), in EMOTIONS order: boxes, bars, charts and plots all use it.
+EMOTION_COLORS: dict[str, tuple[int, int, int]] = dict(zip(EMOTIONS, [
+    (160, 160, 160), (44, 160, 44), (255, 127, 14), (31, 119, 180),
+    (214, 39, 40), (140, 86, 75), (148, 103, 189), (227, 119, 194),
+]))
+
+
+def emotion_hex(name: str) -> str:
+    """An emotion's colour as "#rrggbb" (gray for names outside EMOTIONS)."""
+    return "#%02x%02x%02x" % EMOTION_COLORS.get(name, (127, 127, 127))
+
+
 #: The 10 FER+ vote columns: the 8 emotions, then "unknown" and "NF" (not a face).
 VOTE_COLUMNS: tuple[str, ...] = EMOTIONS + ("unknown", "NF")
 

@@ -28,10 +28,11 @@ class Preprocessing:
         faces = np.asarray(faces)
         if faces.ndim != 3:
             raise ValueError(f"expected gray faces of shape (N, H, W), got {faces.shape}")
-        return ((faces[:, None].astype(np.float32) / 255.0 - self.mean) / self.std).astype(np.float32)
+        return self.normalize(faces[:, None].astype(np.float32) / np.float32(255.0)).astype(np.float32)
 
-    def normalize(self, faces: "torch.Tensor") -> "torch.Tensor":
-        """Standardise float faces in [0, 1] of shape (N, 1, H, W)."""
+    def normalize(self, faces: "np.ndarray | torch.Tensor") -> "np.ndarray | torch.Tensor":
+        """Standardise float faces in [0, 1] of shape (N, 1, H, W): the one formula that training
+        (torch tensors) and inference (NumPy arrays, ONNX Runtime) share."""
         return (faces - self.mean) / self.std
 
     def to_unit(self, faces: "np.ndarray | torch.Tensor") -> "torch.Tensor":

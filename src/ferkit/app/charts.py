@@ -5,7 +5,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from ferkit.inference.annotate import EMOTION_COLORS
+from ferkit.labels import emotion_hex
 from ferkit.inference.recognizer import FaceResult
 
 
@@ -15,7 +15,7 @@ def probability_chart(result: FaceResult) -> alt.Chart:
     top = max(result.probabilities, key=result.probabilities.__getitem__)
     frame = pd.DataFrame({"emotion": names, "probability": [result.probabilities[n] for n in names],
                           "top": [n == top for n in names]})
-    colours = ["#%02x%02x%02x" % EMOTION_COLORS[n] for n in names]
+    colours = [emotion_hex(n) for n in names]
     return (
         alt.Chart(frame)
         .mark_bar()

@@ -9,8 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ferkit.explain.overlay import overlay
-
-COLORS = ("#7f7f7f", "#2ca02c", "#ff7f0e", "#1f77b4", "#d62728", "#8c564b", "#9467bd", "#e377c2")
+from ferkit.labels import emotion_hex
 
 
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> Figure:
@@ -40,7 +39,7 @@ def roc_figure(curves: Sequence[tuple[np.ndarray, np.ndarray] | None], aucs: Seq
     ax = fig.subplots()
     for k, (curve, auc, name) in enumerate(zip(curves, aucs, names)):
         if curve is not None:
-            ax.plot(curve[0], curve[1], color=COLORS[k % len(COLORS)], label=f"{name} (AUC {auc:.3f})")
+            ax.plot(curve[0], curve[1], color=emotion_hex(name), label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="chance")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")

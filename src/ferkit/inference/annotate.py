@@ -7,13 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ferkit.inference.recognizer import UNCERTAIN, FaceResult
-from ferkit.labels import EMOTIONS
-
-#: One colour per emotion (RGB), in EMOTIONS order; "uncertain" is drawn in white.
-EMOTION_COLORS: dict[str, tuple[int, int, int]] = dict(zip(EMOTIONS, [
-    (160, 160, 160), (44, 160, 44), (255, 127, 14), (31, 119, 180),
-    (214, 39, 40), (140, 86, 75), (148, 103, 189), (227, 119, 194),
-]))
+from ferkit.labels import EMOTION_COLORS
 
 
 def annotate(image_rgb: np.ndarray, results: Sequence[FaceResult], track_ids: Sequence[int] | None = None,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from ferkit.inference.annotate import EMOTION_COLORS
+from ferkit.labels import emotion_hex
 
 
 def timeline_figure(rows: Sequence[Sequence[object]], labels: Sequence[str]) -> Figure:
@@ -22,7 +22,7 @@ def timeline_figure(rows: Sequence[Sequence[object]], labels: Sequence[str]) -> 
         times = [float(row[1]) for row in mine]  # type: ignore[arg-type]
         for k, name in enumerate(labels):
             ax.plot(times, [float(row[9 + k]) for row in mine], label=name,  # type: ignore[arg-type]
-                    color=np.array(EMOTION_COLORS.get(name, (0, 0, 0))) / 255)
+                    color=emotion_hex(name))
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"track #{track}")
     axes[-1].set_xlabel("time (s)")
