@@ -22,6 +22,8 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if CHROMIUM is None or CHROMEDRIVER is None:
+    if os.environ.get("FERKIT_REQUIRE_BROWSER") == "1":  # CI sets it: a missing browser is a failure there
+        pytest.fail("FERKIT_REQUIRE_BROWSER=1 but chromium or chromedriver is missing", pytrace=False)
     pytest.skip("browser tests need Debian's chromium and chromium-driver", allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="browser tests need selenium")
 from selenium.common.exceptions import TimeoutException  # noqa: E402
