@@ -118,21 +118,8 @@ def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: Ev
     curve = coverage_curve(labels, probs)
     metrics["coverage_curve"] = curve
     if options.min_confidence is not None:
-        confident = probs.max(axis=1) >= options.min_confidence
-        correct = probs.argmax(axis=1) == labels
-        metrics["abstention"] = {
-            "min_confidence": options.min_confidence,
-            "coverage": float(confident.mean()),
-            "accuracy_answered": float(correct[confident].mean()) if confident.any() else None,
-            "uncertain": int((~confident).sum()),
-        }
-    figures = {
-        "confusion_matrix": _save(plots.confusion_matrix_figure(metrics["confusion_matrix"], names), out / "confusion_matrix.png"),
-        "roc": _save(plots.roc_figure(roc_curves(labels, probs), [metrics["per_class"][n]["auc"] for n in names], names), out / "roc.png"),
-        "reliability": _save(plots.reliability_figure(reliability_bins(labels, raw), reliability_bins(labels, probs),
-                                                      metrics["ece_uncalibrated"], metrics["ece"], temperature), out / "reliability.png"),
-        "coverage": _save(plots.coverage_figure(curve, options.min_confidence), out / "coverage.png"),
-    }
+        metrics["abstention"] = abstention(labels, probs, options.min_confidence)
+    figures = _core_figures(metrics, labels, raw, probs, names, options.min_confidence, out)
     history_file = weights_file.parent / "history.json"
     if history_file.is_file():
         history = json.loads(history_file.read_text())
@@ -147,6 +134,31 @@ def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: Ev
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     metrics["figures"] = figures
     return metrics
+
+
+def abstention(labels: np.ndarray, probs: np.ndarray, min_confidence: float) -> dict[str, Any]:
+    """Coverage and accuracy when faces below ``min_confidence`` are answered "uncertain"."""
+    confident = probs.max(axis=1) >= min_confidence
+    correct = probs.argmax(axis=1) == labels
+    return {
+        "min_confidence": min_confidence,
+        "coverage": float(confident.mean()),
+        "accuracy_answered": float(correct[confident].mean()) if confident.any() else None,
+        "uncertain": int((~confident).sum()),
+    }
+
+
+def _core_figures(metrics: dict[str, Any], labels: np.ndarray, raw: np.ndarray, probs: np.ndarray,
+                  names: tuple[str, ...], min_confidence: float | None, out: Path) -> dict[str, str]:
+    aucs = [metrics["per_class"][n]["auc"] for n in names]
+    reliability = plots.reliability_figure(reliability_bins(labels, raw), reliability_bins(labels, probs),
+                                           metrics["ece_uncalibrated"], metrics["ece"], metrics["temperature"])
+    return {
+        "confusion_matrix": _save(plots.confusion_matrix_figure(metrics["confusion_matrix"], names), out / "confusion_matrix.png"),
+        "roc": _save(plots.roc_figure(roc_curves(labels, probs), aucs, names), out / "roc.png"),
+        "reliability": _save(reliability, out / "reliability.png"),
+        "coverage": _save(plots.coverage_figure(metrics["coverage_curve"], min_confidence), out / "coverage.png"),
+    }
 
 
 def robustness_metrics(classifier: FaceClassifier, split: LabelledSplit, clean: dict[str, Any]) -> dict[str, Any]:

@@ -75,16 +75,8 @@ def _initialise(model: torch.nn.Module, config: TrainConfig, classes: tuple[str,
     return {"path": str(loaded.path), "sha256": str(meta["sha256"])}
 
 
-def fit(config: TrainConfig, resume: bool = False) -> Path:
-    """Train one model and return its run folder.
-
-    The folder holds weights.safetensors + model.json (best epoch), history.json/.csv,
-    model_summary.txt, config.yaml and checkpoints/last.ckpt for resuming.
-
-    Args:
-        config: the run's configuration (``config.data`` is required).
-        resume: continue from the run folder's last checkpoint (``config.name`` must name it).
-    """
+def _run_folder(config: TrainConfig, resume: bool) -> Path:
+    """The run folder, created; refuses to overwrite a finished run or to resume a missing one."""
     if not config.data:
         raise ConfigError("no data set given: set 'data' to a FER+ folder or .tar.gz, fer2013.csv or an image folder")
     run_dir = run_dir_for(config)
@@ -94,39 +86,16 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
     if not resume and (run_dir / "model.json").exists():
         raise ConfigError(f"{run_dir} already holds a run; choose another --name or pass --resume")
     run_dir.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    return run_dir
 
-    data = load_dataset(config.data, config.votes_csv, progress=config.progress)
-    datamodule = FerDataModule(
-        data, config.label_mode, config.batch_size, balanced_sampling=config.class_balance == "sampler",
-        seed=config.seed, num_workers=config.num_workers,
-    )
-    model_kwargs = dict(config.model_kwargs)
-    model = create_model(config.model, num_classes=datamodule.num_classes, **model_kwargs)
-    init = _initialise(model, config, data.classes) if config.init_weights else None
-    preprocessing = Preprocessing()
-    module = FerClassifier(model, config, datamodule.class_prior().tolist(), preprocessing)
 
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    (run_dir / "model_summary.txt").write_text(layer_table(model))
-    metadata = {
-        "model": config.model,
-        "model_kwargs": model_kwargs,
-        "labels": list(data.classes),
-        "preprocessing": preprocessing.to_dict(),
-        "temperature": 1.0,
-        "label_mode": config.label_mode,
-        "data": {"source": data.source, "kind": data.kind, "fingerprint": data.fingerprint,
-                 "train_faces": len(datamodule.train), "valid_faces": len(datamodule.valid)},
-        "training": config.to_dict(),
-        **({"init_weights": init} if init else {}),
-    }
+def _trainer(config: TrainConfig, run_dir: Path, metadata: dict[str, Any]) -> L.Trainer:
     # history.csv / history.json are the per-epoch CSV log; TensorBoard is optional.
     loggers: list[Logger] = []
     if config.tensorboard:
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard", version=""))
     mode = "min" if config.monitor.endswith("loss") else "max"
-    trainer = L.Trainer(
+    return L.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
         devices=_devices(config.devices),
@@ -148,17 +117,55 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
         enable_model_summary=False,
         deterministic=False,
     )
-    started = time.perf_counter()
+
+
+def _fit(trainer: L.Trainer, module: FerClassifier, datamodule: FerDataModule, last: Path | None) -> None:
     with warnings.catch_warnings():
         # Augmentation lives in the LightningModule's on_after_batch_transfer on purpose (it runs on the device).
         warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
         # Lightning's checkpoint is a pickle: weights_only=True lets torch.load rebuild tensors and
         # plain containers only, never arbitrary objects. Resume only from checkpoints you made.
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resume else None, weights_only=True)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=None if last is None else str(last), weights_only=True)
         except pickle.UnpicklingError as exc:
             raise CheckpointError(f"{last}: holds objects other than tensors and plain values; not loaded "
                                   f"(resume only from checkpoints ferkit wrote): {exc}") from exc
+
+
+def fit(config: TrainConfig, resume: bool = False) -> Path:
+    """Train one model and return its run folder.
+
+    The folder holds weights.safetensors + model.json (best epoch), history.json/.csv,
+    model_summary.txt, config.yaml and checkpoints/last.ckpt for resuming.
+
+    Args:
+        config: the run's configuration (``config.data`` is required).
+        resume: continue from the run folder's last checkpoint (``config.name`` must name it).
+    """
+    run_dir = _run_folder(config, resume)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    data = load_dataset(config.data, config.votes_csv, progress=config.progress)
+    datamodule = FerDataModule(
+        data, config.label_mode, config.batch_size, balanced_sampling=config.class_balance == "sampler",
+        seed=config.seed, num_workers=config.num_workers,
+    )
+    model = create_model(config.model, num_classes=datamodule.num_classes, **config.model_kwargs)
+    init = _initialise(model, config, data.classes) if config.init_weights else None
+    preprocessing = Preprocessing()
+    module = FerClassifier(model, config, datamodule.class_prior().tolist(), preprocessing)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    (run_dir / "model_summary.txt").write_text(layer_table(model))
+    metadata = {
+        "model": config.model, "model_kwargs": dict(config.model_kwargs), "labels": list(data.classes),
+        "preprocessing": preprocessing.to_dict(), "temperature": 1.0, "label_mode": config.label_mode,
+        "data": {"source": data.source, "kind": data.kind, "fingerprint": data.fingerprint,
+                 "train_faces": len(datamodule.train), "valid_faces": len(datamodule.valid)},
+        "training": config.to_dict(),
+        **({"init_weights": init} if init else {}),
+    }
+    trainer = _trainer(config, run_dir, metadata)
+    started = time.perf_counter()
+    _fit(trainer, module, datamodule, run_dir / LAST_CHECKPOINT if resume else None)
     if trainer.is_global_zero:
         seconds = time.perf_counter() - started
         # The run folder holds the best epoch's weights (BestWeightsSaver); calibration reads them.
