@@ -1,7 +1,9 @@
 """Open N concurrent sessions of the web app's Photo page in headless Chromium, upload a group
 photo in all of them at once, and report errors and the latency until all 5 faces are shown.
 
-    python benchmarks/load_app.py [--sessions 20] [--weights RUN] [--port 8590]
+    python benchmarks/load_app.py [--sessions 20] [--gradcam] [--model fast|accurate|RUN] [--port 8590]
+
+With --gradcam every session turns the Grad-CAM toggle on before uploading.
 
 Needs Debian's chromium and chromium-driver, and selenium.
 """
@@ -23,10 +25,10 @@ from selenium.webdriver.common.by import By
 PHOTO = Path(__file__).resolve().parent.parent / "tests" / "data" / "bbt3.jpg"
 
 
-def start_app(port: int, weights: str | None) -> subprocess.Popen:
+def start_app(port: int, model: str | None) -> subprocess.Popen:
     command = [str(Path(sys.executable).parent / "ferkit"), "app", "--port", str(port), "--headless"]
-    if weights:
-        command += ["--weights", weights]
+    if model:
+        command += ["--model", model]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     for _ in range(180):
         try:
@@ -41,11 +43,12 @@ def start_app(port: int, weights: str | None) -> subprocess.Popen:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
-    parser.add_argument("--weights")
+    parser.add_argument("--model", help="bundled model name or run folder (default: fast)")
+    parser.add_argument("--gradcam", action="store_true", help="turn Grad-CAM on in every session")
     parser.add_argument("--port", type=int, default=8590)
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
-    server = start_app(args.port, args.weights)
+    server = start_app(args.port, args.model)
     url = f"http://localhost:{args.port}/photo"
     with tempfile.TemporaryDirectory() as profile:
         options = webdriver.ChromeOptions()
@@ -69,6 +72,9 @@ def main() -> None:
                     if driver.find_elements(By.CSS_SELECTOR, "input[type=file]"):
                         break
                     time.sleep(0.25)
+                if args.gradcam:
+                    driver.find_element(By.XPATH, "//label[.//p[text()='Grad-CAM heatmaps']]").click()
+                    time.sleep(0.5)
             started = {}
             for tab in tabs:
                 driver.switch_to.window(tab)
@@ -93,7 +99,7 @@ def main() -> None:
             driver.quit()
             server.terminate()
     values = sorted(latency.values())
-    print(f"sessions: {args.sessions}, completed: {len(values)}, errors: {len(errors)}, timeouts: {timeouts}")
+    print(f"Grad-CAM: {'on' if args.gradcam else 'off'}, sessions: {args.sessions}, completed: {len(values)}, errors: {len(errors)}, timeouts: {timeouts}")
     if values:
         print(f"latency until 5 faces shown: median {statistics.median(values):.2f} s, "
               f"max {values[-1]:.2f} s, min {values[0]:.2f} s")

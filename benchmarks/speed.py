@@ -2,7 +2,7 @@
 without the mirror-image TTA) and full pipeline frames/s on 640x480 frames with 1 and 5 faces,
 for each detector.
 
-    python benchmarks/speed.py [--weights RUN_OR_SAFETENSORS] [--repeats 200]
+    python benchmarks/speed.py [--model fast|accurate|RUN_OR_SAFETENSORS] [--repeats 200]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from PIL import Image
 
 import ferkit
 from ferkit.detection import DETECTOR_NAMES, DetectorOptions
-from ferkit.inference.bundled import default_weights
+from ferkit.inference.bundled import resolve_model
 from ferkit.inference.onnx_backend import export_onnx
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
@@ -49,10 +49,10 @@ def timed(fn, repeats: int) -> float:  # noqa: ANN001
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", default=None, help="default: the bundled model")
+    parser.add_argument("--model", "--weights", dest="model", default=None, help="default: the bundled fast model")
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
-    weights = Path(args.weights) if args.weights else default_weights()
+    weights = resolve_model(args.model)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads")
     with tempfile.TemporaryDirectory() as tmp:
         onnx_file = export_onnx(weights, Path(tmp) / "model.onnx")

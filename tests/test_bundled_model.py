@@ -74,3 +74,76 @@ def test_model_card_states_the_published_numbers(name: str):
     for key in ("test_metrics", "test_metrics_uniform"):
         assert f"{100 * meta[key]['accuracy']:.2f}%" in text
         assert f"{100 * meta[key]['balanced_accuracy']:.2f}%" in text
+
+
+@pytest.fixture(scope="module")
+def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    from ferkit.inference.onnx_backend import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx")
+    return {name: export_onnx(bundled_weights(name), folder / f"{name}.onnx") for name in SHIPPED}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("tta", [False, True])
+@pytest.mark.parametrize("prior", ["train", "uniform"])
+def test_onnx_matches_torch_on_the_bundled_model(onnx_files, name: str, tta: bool, prior: str):
+    faces = np.random.default_rng(3).integers(0, 256, (32, 48, 48), dtype=np.uint8)
+    torch_rec = ferkit.load(name, tta=tta, prior=prior)
+    onnx_rec = ferkit.load(onnx_files[name], tta=tta, prior=prior)
+    bias = torch_rec.classifier.logit_bias
+    assert bias is not None and np.ptp(bias) > 0.1  # a real, non-uniform adjustment is applied
+    assert np.abs(onnx_rec.classifier.logits(faces) - torch_rec.classifier.logits(faces)).max() < 1e-4
+    assert np.abs(onnx_rec.classify(faces) - torch_rec.classify(faces)).max() < 1e-4
+
+
+PHOTOS = REPO.parent / "shared" / "data" / "photos"
+CLOSE_UPS = {"amy1.png": "happiness", "howard1.png": "happiness", "sheldon1.png": "happiness",
+             "penny1.png": "surprise", "raj1.png": "neutral"}
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not PHOTOS.is_dir(), reason="the shared close-ups are not here (../shared/data/photos)")
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("prior", ["train", "uniform"])
+def test_close_ups_get_their_expressions_through_detection(name: str, prior: str):
+    rec = ferkit.load(name, prior=prior)
+    found = {photo: [f.emotion for f in rec.analyze(PHOTOS / photo)] for photo in CLOSE_UPS}
+    assert found == {photo: [emotion] for photo, emotion in CLOSE_UPS.items()}
+
+
+#: Share of pasted FER+ faces whose emotion through detection equals their emotion as given.
+PIPELINE_AGREEMENT = 0.90
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.skipif(full_ferplus_path() is None, reason="FER+ not found: set FERKIT_DATA or put ../shared/data")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_faces_pasted_into_photos_keep_their_emotion_through_detection(name: str):
+    """FER+ Valid faces enlarged to 64-160 px and pasted at random places into a larger frame:
+    the emotion `analyze` reports (detect, crop, level, classify) must match `classify` on the
+    original crop. Valid, not Test: this checks the pipeline, and Test is kept for reporting."""
+    from PIL import Image
+
+    from ferkit.data import apply_protocol, load_dataset
+
+    valid = apply_protocol(load_dataset(full_ferplus_path(), progress=False).split("valid"), "majority", 8)
+    rng = np.random.default_rng(0)
+    rec = ferkit.load(name)
+    agree = found = 0
+    chosen = rng.choice(len(valid), 240, replace=False)
+    expected = rec.classify(valid.images[chosen]).argmax(axis=1)
+    for face, k in zip(valid.images[chosen], expected):
+        size = int(rng.choice([64, 96, 160]))
+        canvas = np.full((240, 320), 128, np.uint8)
+        x, y = int(rng.integers(0, 320 - size)), int(rng.integers(0, 240 - size))
+        canvas[y : y + size, x : x + size] = np.asarray(Image.fromarray(face).resize((size, size), Image.Resampling.BICUBIC))
+        results = rec.analyze(canvas)
+        if results:
+            found += 1
+            agree += results[0].emotion == rec.labels[k]
+            box = results[0].box
+            assert abs(box[0] + box[2] / 2 - (x + size / 2)) < size / 4  # the face found is the pasted one
+    assert found >= 0.9 * len(chosen)
+    assert agree / found >= PIPELINE_AGREEMENT
