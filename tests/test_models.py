@@ -6,8 +6,8 @@ from ferkit.errors import ConfigError, ModelNotFoundError
 from ferkit.models import FerModel, count_parameters, create_model, list_models, macs_per_face, register_model
 
 
-def test_registry_lists_the_three_models():
-    assert {"baseline_cnn", "deep_cnn", "fernet"} <= set(list_models())
+def test_registry_lists_the_models():
+    assert {"baseline_cnn", "deep_cnn", "fernet", "preresnet"} <= set(list_models())
     assert list_models() == sorted(list_models())
 
 
@@ -33,6 +33,20 @@ def test_duplicate_registration_is_refused():
 def test_deep_cnn_has_the_seed_parameter_count():
     counts = count_parameters(create_model("deep_cnn"))
     assert (counts.total, counts.trainable, counts.non_trainable) == (5_873_096, 5_870_280, 2_816)
+
+
+def test_preresnet_parameters_counted_by_hand():
+    def block(cin: int, cout: int) -> int:  # two BNs (4 values per channel), two 3x3 convs, 1x1 shortcut
+        return 4 * cin + 9 * cin * cout + 4 * cout + 9 * cout * cout + (cin * cout if cin != cout else 0)
+
+    widths, depths = (48, 96, 192, 320), (1, 2, 2, 2)
+    total, cin = 9 * 48, 48  # stem
+    for width, depth in zip(widths, depths):
+        total += block(cin, width) + (depth - 1) * block(width, width)
+        cin = width
+    total += 4 * 320 + 320 * 8 + 8  # final BN, linear
+    counts = count_parameters(create_model("preresnet"))
+    assert counts.total == total and total < 6_000_000
 
 
 def test_baseline_cnn_is_the_deep_cnn_without_its_last_block_and_dense_layer():

@@ -119,3 +119,13 @@ def test_resume_refuses_a_checkpoint_that_runs_code(smoke_data: Path, tmp_path: 
     assert _train(smoke_data, tmp_path, "--epochs", "2", "--resume") == 2
     assert "not loaded" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_sgd_with_a_one_cycle_schedule(smoke_data: Path, tmp_path: Path):
+    assert _train(smoke_data, tmp_path, "--epochs", "3", "--optimizer", "sgd", "--scheduler", "onecycle",
+                  "--lr", "0.05", "--momentum", "0.9") == 0
+    history = json.loads((tmp_path / "smoke" / "history.json").read_text())
+    rates = [row["lr"] for row in history]
+    assert all(rate < 0.05 for rate in rates) and rates[-1] < rates[1]  # warm-up to 0.05 within epoch 0, then down
+    meta = json.loads((tmp_path / "smoke" / "model.json").read_text())
+    assert meta["training"]["optimizer"] == "sgd" and meta["training"]["scheduler"] == "onecycle"

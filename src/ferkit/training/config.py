@@ -13,7 +13,8 @@ from ferkit.data.augment import AugmentConfig
 from ferkit.data.protocols import LABEL_MODES
 from ferkit.errors import ConfigError
 
-SCHEDULERS = ("plateau", "cosine")
+SCHEDULERS = ("plateau", "cosine", "onecycle")
+OPTIMIZERS = ("adam", "sgd")
 CLASS_BALANCE = ("none", "sampler", "weights", "logit_adjust")
 PRECISIONS = ("auto", "32", "bf16-mixed", "16-mixed")
 
@@ -36,7 +37,9 @@ class TrainConfig:
     label_mode: str = "majority"
     epochs: int = 60
     batch_size: int = 128
+    optimizer: str = "adam"
     lr: float = 1e-3
+    momentum: float = 0.9
     weight_decay: float = 1e-4
     scheduler: str = "plateau"
     plateau_factor: float = 0.2
@@ -66,6 +69,7 @@ class TrainConfig:
         choices = {
             "label_mode": LABEL_MODES,
             "scheduler": SCHEDULERS,
+            "optimizer": OPTIMIZERS,
             "class_balance": CLASS_BALANCE,
             "precision": PRECISIONS,
             "monitor": ("val_loss", "val_acc", "val_balanced_acc"),
