@@ -129,3 +129,13 @@ def test_sgd_with_a_one_cycle_schedule(smoke_data: Path, tmp_path: Path):
     assert all(rate < 0.05 for rate in rates) and rates[-1] < rates[1]  # warm-up to 0.05 within epoch 0, then down
     meta = json.loads((tmp_path / "smoke" / "model.json").read_text())
     assert meta["training"]["optimizer"] == "sgd" and meta["training"]["scheduler"] == "onecycle"
+
+
+def test_monitor_last_keeps_the_final_epoch(smoke_data: Path, tmp_path: Path):
+    assert _train(smoke_data, tmp_path, "--epochs", "2", "--monitor", "last") == 0
+    meta = json.loads((tmp_path / "smoke" / "model.json").read_text())
+    assert meta["epoch"] == 1 and meta["monitor"] == "last" and meta["epochs_run"] == 2
+    state = torch.load(tmp_path / "smoke" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    final = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
+    for name, tensor in load_model(tmp_path / "smoke").model.state_dict().items():
+        torch.testing.assert_close(tensor, final[name])

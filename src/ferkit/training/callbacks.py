@@ -62,7 +62,8 @@ class HistoryWriter(Callback):
 
 
 class BestWeightsSaver(Callback):
-    """Save weights.safetensors + model.json whenever the monitored metric improves."""
+    """Save weights.safetensors + model.json whenever the monitored metric improves; with the
+    monitor "last", after every epoch (the run keeps its final weights)."""
 
     def __init__(self, run_dir: Path, monitor: str, metadata: dict[str, Any]) -> None:
         self.run_dir = run_dir
@@ -73,12 +74,12 @@ class BestWeightsSaver(Callback):
         self.best_epoch: int | None = None
 
     def _improved(self, value: float) -> bool:
-        if self.best is None:
+        if self.best is None or self.monitor == "last":
             return True
         return value < self.best if self.mode == "min" else value > self.best
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = _metric(trainer, self.monitor)
+        value = float(trainer.current_epoch) if self.monitor == "last" else _metric(trainer, self.monitor)
         if trainer.sanity_checking or value is None or not self._improved(value):
             return
         self.best, self.best_epoch = value, trainer.current_epoch

@@ -109,7 +109,8 @@ def _trainer(config: TrainConfig, run_dir: Path, metadata: dict[str, Any]) -> L.
         callbacks=[
             HistoryWriter(run_dir),
             BestWeightsSaver(run_dir, config.monitor, metadata),
-            EarlyStopping(config.monitor, patience=config.early_stopping_patience, mode=mode),
+            *([] if config.monitor == "last" else
+              [EarlyStopping(config.monitor, patience=config.early_stopping_patience, mode=mode)]),
             ModelCheckpoint(run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                             enable_version_counter=False),
         ],
