@@ -30,7 +30,9 @@ def test_limit_batches_count_versus_fraction():
         ({"epoch": 3}, "unknown option.*epoch"),
         ({"scheduler": "step"}, "scheduler 'step' is not one of: plateau, cosine"),
         ({"label_mode": "votes"}, "label_mode 'votes'"),
-        ({"augment": {"blur": 1}}, "augment: .*known keys"),
+        ({"augment": {"fog": 1}}, "augment: .*known keys"),
+        ({"optimizer": "lbfgs"}, "optimizer .lbfgs. is not one of: adam, sgd"),
+        ({"monitor": "val_f1"}, "monitor .val_f1. is not one of: .*last"),
     ],
 )
 def test_bad_options_are_clear_errors(overrides: dict, message: str):
