@@ -148,3 +148,20 @@ def test_sidebar_offers_the_models_and_the_prior(skewed_run: Path, monkeypatch: 
         assert not at.exception
         confidence[prior] = next(m.value for m in at.markdown if m.value.startswith("**Face 1:"))
     assert confidence["train"] != confidence["uniform"]
+
+
+def test_upload_limits_are_streamlits_own(app: AppTest):
+    from ferkit.app.limits import MAX_FILES_PER_UPLOAD, MAX_IMAGE_MB
+
+    assert app.file_uploader[0].proto.max_upload_size_mb == MAX_IMAGE_MB
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(buffer, "PNG")
+    files = [(f"wall{i}.png", buffer.getvalue(), "image/png") for i in range(MAX_FILES_PER_UPLOAD + 3)]
+    app.file_uploader[0].set_value(files).run()
+    assert not app.exception
+    assert any(w.value.startswith(f"{MAX_FILES_PER_UPLOAD + 3} images uploaded") for w in app.warning)
+    assert len([s for s in app.subheader if s.value.startswith("wall")]) == MAX_FILES_PER_UPLOAD

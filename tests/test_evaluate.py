@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import write_ferplus
 from ferkit.cli import main
@@ -58,16 +59,24 @@ def test_evaluate_writes_every_file(trained_run: Path, smoke_data: Path, tmp_pat
     assert "macro avg" in report and "Best performance" in report
 
 
-def test_metrics_match_a_direct_computation(trained_run: Path, smoke_data: Path, tmp_path: Path):
-    data = load_dataset(smoke_data)
-    metrics = evaluate_weights(trained_run, data, tmp_path, EvalOptions())
-    loaded = load_model(trained_run)
+@pytest.mark.parametrize("prior", ["train", "uniform"])
+def test_metrics_match_a_direct_computation(skewed_run: Path, skewed_data: Path, tmp_path: Path, prior: str):
+    """On a run with a skewed class prior the stored logit bias is far from zero, so the check
+    fails if evaluation drops the bias, picks the wrong prior or the wrong temperature."""
     from ferkit.data import apply_protocol
+    from ferkit.inference.base import UNIFORM_PRIOR_KEY
 
+    data = load_dataset(skewed_data)
+    metrics = evaluate_weights(skewed_run, data, tmp_path, EvalOptions(prior=prior))
+    loaded = load_model(skewed_run)
+    stored = loaded.metadata if prior == "train" else loaded.metadata[UNIFORM_PRIOR_KEY]
     test = apply_protocol(data.split("test"), "majority", 8)
-    predicted = loaded.model(loaded.preprocessing(test.images)).argmax(dim=1).numpy()
+    with torch.inference_mode():
+        raw = loaded.model(loaded.preprocessing(test.images)).numpy()
+    predicted = (raw + np.array(stored["logit_bias"])).argmax(axis=1)
     assert metrics["accuracy"] == pytest.approx(float((predicted == test.labels).mean()))
-    assert metrics["temperature"] == pytest.approx(loaded.metadata["temperature"])
+    assert metrics["temperature"] == pytest.approx(stored["temperature"])
+    assert metrics["prior"] == prior
 
 
 def test_several_weights_give_a_comparison_table(trained_run: Path, smoke_data: Path, tmp_path: Path):

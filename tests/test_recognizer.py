@@ -174,3 +174,19 @@ def test_predict_cli_json_csv_and_errors(trained_run: Path, tmp_path: Path, caps
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].startswith("path,face,x,y,w,h,emotion,confidence,p_neutral")
     assert len(rows) == 1 + 5 + 1 and rows[-1].endswith("not an image file PIL can read")
+
+
+def test_gradcam_overlay_explains_only_the_faces_asked(trained_run: Path, monkeypatch: pytest.MonkeyPatch):
+    rec = ferkit.load(trained_run)
+    analysis = rec.analyze_image(DATA / "bbt3.jpg")
+    explained = []
+    original = rec.explain
+    monkeypatch.setattr(rec, "explain", lambda crops, targets=None: explained.append(len(crops)) or original(crops, targets))
+    two = rec.gradcam_overlay(analysis, max_faces=2)
+    everyone = rec.gradcam_overlay(analysis)
+    assert explained == [2, 5]
+    changed = np.abs(two.astype(int) - analysis.image.astype(int)).sum(axis=2) > 0
+    for k, face in enumerate(analysis.faces):
+        x, y, w, h = face.box
+        assert changed[y + h // 2, x + w // 2] == (k < 2)  # the centre of each face: painted only for the two largest
+    assert (everyone != analysis.image).any()
