@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
     server = start_app(args.port, args.model)
-    url = f"http://localhost:{args.port}/photo"
+    url = f"http://localhost:{args.port}/"  # the Photo page is the default page
     with tempfile.TemporaryDirectory() as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = "/usr/bin/chromium"
@@ -73,7 +73,8 @@ def main() -> None:
                         break
                     time.sleep(0.25)
                 if args.gradcam:
-                    driver.find_element(By.XPATH, "//label[.//p[text()='Grad-CAM heatmaps']]").click()
+                    toggle = driver.find_element(By.XPATH, "//label[.//p[text()='Grad-CAM heatmaps']]")
+                    driver.execute_script("arguments[0].click()", toggle)
                     time.sleep(0.5)
             started = {}
             for tab in tabs:
