@@ -165,3 +165,11 @@ def test_upload_limits_are_streamlits_own(app: AppTest):
     assert not app.exception
     assert any(w.value.startswith(f"{MAX_FILES_PER_UPLOAD + 3} images uploaded") for w in app.warning)
     assert len([s for s in app.subheader if s.value.startswith("wall")]) == MAX_FILES_PER_UPLOAD
+
+
+def test_model_caches_are_bounded():
+    """Every visitor's choice would otherwise stay in memory for the life of the server."""
+    from ferkit.app.settings import MODEL_CACHE_ENTRIES, cached_classifier, cached_detector
+
+    assert cached_classifier._info.max_entries == MODEL_CACHE_ENTRIES == 4
+    assert cached_detector._info.max_entries == 8
