@@ -92,3 +92,18 @@ def test_degrade_off_and_single_degradations():
     levels = out * 255
     torch.testing.assert_close(levels, levels.round())  # every face went through the codec (8-bit output)
     assert ((out - faces).abs().flatten(1).amax(dim=1) > 0).all()
+
+
+def test_camera_corruptions_match_the_evaluation_suite():
+    from ferkit.evaluation.robustness import corruptions
+
+    faces = (_faces(6, seed=4) * 255).round().to(torch.uint8)
+    views = D.camera_corruptions(faces.float().div(255), seed=0)
+    suite = corruptions()
+    for view, name in zip(views, ["noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px"]):
+        ours = view.mul(255).round().squeeze(1).numpy()
+        expected = suite[name](faces.squeeze(1).numpy()).astype(np.float32)
+        if name == "noise_std8":  # another random draw: compare the spread, not the pixels
+            assert (ours - faces.squeeze(1).numpy()).std() == pytest.approx(8, rel=0.1)
+        else:
+            assert np.abs(ours - expected).mean() < 0.6, name

@@ -139,3 +139,14 @@ def test_monitor_last_keeps_the_final_epoch(smoke_data: Path, tmp_path: Path):
     final = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
     for name, tensor in load_model(tmp_path / "smoke").model.state_dict().items():
         torch.testing.assert_close(tensor, final[name])
+
+
+def test_monitor_val_robust_acc_keeps_the_epoch_that_holds_up(smoke_data: Path, tmp_path: Path):
+    assert _train(smoke_data, tmp_path, "--epochs", "2", "--monitor", "val_robust_acc", "--lr", "0.003") == 0
+    history = json.loads((tmp_path / "smoke" / "history.json").read_text())
+    meta = json.loads((tmp_path / "smoke" / "model.json").read_text())
+    values = [row["val_robust_acc"] for row in history]
+    assert all(0 < v <= 1 for v in values)
+    best = max(range(len(values)), key=values.__getitem__)
+    assert meta["monitor"] == "val_robust_acc" and meta["epoch"] == best
+    assert meta["metrics"]["val_robust_acc"] == values[best]

@@ -144,3 +144,21 @@ def degrade(x: torch.Tensor, cfg: "AugmentConfig", gen: torch.Generator) -> torc
             on_device = index.to(out.device)
             out[on_device] = operation(out[on_device], index)
     return out.clamp(0, 1)
+
+
+def camera_corruptions(x: torch.Tensor, seed: int = 0) -> list[torch.Tensor]:
+    """The four camera corruptions of `ferkit evaluate --robustness` at its strengths (noise std 8,
+    blur sigma 1, JPEG quality 30, a face 24 px wide), on a float batch in [0, 1], rounded to
+    8-bit levels as the evaluation's are. Seeded, so a validation pass repeats exactly."""
+    n = x.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+
+    def levels(y: torch.Tensor) -> torch.Tensor:
+        return (y * 255).round().clamp(0, 255) / 255
+
+    return [
+        levels(noise(x, torch.full((n,), 8.0), torch.zeros(n), gen)),
+        levels(blur(x, torch.full((n,), 1.0))),
+        jpeg(x, torch.full((n,), 30)),
+        levels(low_resolution(x, torch.full((n,), 24))),
+    ]

@@ -17,8 +17,10 @@ from ferkit.inference.checkpoint import save_weights
 logger = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = (
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_balanced_acc", "lr", "epoch_seconds",
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_balanced_acc", "val_robust_acc", "lr",
+    "epoch_seconds",
 )
+METRIC_COLUMNS = HISTORY_COLUMNS[1:7]  # what the validation loop logs (val_robust_acc when monitored)
 
 
 def _metric(trainer: L.Trainer, name: str) -> float | None:
@@ -48,7 +50,7 @@ class HistoryWriter(Callback):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         row: dict[str, Any] = {"epoch": trainer.current_epoch}
-        for name in HISTORY_COLUMNS[1:6]:
+        for name in METRIC_COLUMNS:
             row[name] = _metric(trainer, name)
         row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         row["epoch_seconds"] = round(time.perf_counter() - self._start, 2)
@@ -85,7 +87,7 @@ class BestWeightsSaver(Callback):
         self.best, self.best_epoch = value, trainer.current_epoch
         if not trainer.is_global_zero:
             return
-        metrics = {name: _metric(trainer, name) for name in HISTORY_COLUMNS[1:6]}
+        metrics = {name: _metric(trainer, name) for name in METRIC_COLUMNS}
         save_weights(
             pl_module.model,
             self.run_dir,

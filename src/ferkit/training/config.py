@@ -72,7 +72,7 @@ class TrainConfig:
             "optimizer": OPTIMIZERS,
             "class_balance": CLASS_BALANCE,
             "precision": PRECISIONS,
-            "monitor": ("val_loss", "val_acc", "val_balanced_acc", "last"),
+            "monitor": ("val_loss", "val_acc", "val_balanced_acc", "val_robust_acc", "last"),
         }
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:

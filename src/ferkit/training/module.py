@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from ferkit.data.augment import BatchAugment
+from ferkit.data.degrade import camera_corruptions
 from ferkit.preprocessing import Preprocessing
 from ferkit.training.config import TrainConfig
 
@@ -82,10 +83,29 @@ class FerClassifier(L.LightningModule):
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
+    def on_validation_epoch_start(self) -> None:
+        self._robust = torch.zeros(2, dtype=torch.float64)  # correct answers summed over 5 views, faces
+
+    def _robust_step(self, x: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, batch_idx: int) -> None:
+        """val_robust_acc: mean accuracy over the clean faces and the four camera corruptions, so
+        that a run can keep the epoch that holds up best (``--monitor val_robust_acc``)."""
+        unit = x.float() * self.preprocessing.std + self.preprocessing.mean
+        correct = (logits.argmax(dim=1) == labels).sum().item()
+        for corrupted in camera_corruptions(unit.cpu(), seed=batch_idx):
+            view = self.preprocessing.normalize(corrupted.to(x.device)).contiguous(memory_format=torch.channels_last)
+            correct += (self(view).float().argmax(dim=1) == labels).sum().item()
+        self._robust += torch.tensor([correct / 5, len(labels)], dtype=torch.float64)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.config.monitor == "val_robust_acc" and self._robust[1] > 0:
+            self.log("val_robust_acc", float(self._robust[0] / self._robust[1]), sync_dist=True)
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, targets = batch
         logits = self(x).float()
         labels = targets.argmax(dim=1)
+        if self.config.monitor == "val_robust_acc":
+            self._robust_step(x, logits, labels, batch_idx)
         self.log("val_loss", F.cross_entropy(logits, labels), on_epoch=True, prog_bar=True, sync_dist=True)
         self.val_acc(logits, labels)
         self.val_balanced_acc(logits, labels)
