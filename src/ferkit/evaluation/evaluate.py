@@ -166,11 +166,12 @@ def robustness_metrics(classifier: FaceClassifier, split: LabelledSplit, clean: 
     a fraction: -0.05 is 5 points lower), and the means over the camera corruptions and over all."""
     rows: dict[str, dict[str, float]] = {"none": {"accuracy": clean["accuracy"],
                                                   "balanced_accuracy": clean["balanced_accuracy"]}}
-    for name, corrupt in corruptions().items():
+    suite = corruptions()
+    for name, corrupt in suite.items():
         predicted = classifier.logits(corrupt(split.images)).argmax(axis=1)
         rows[name] = {"accuracy": float(accuracy_score(split.labels, predicted)),
                       "balanced_accuracy": float(balanced_accuracy_score(split.labels, predicted))}
-    names = list(corruptions())
+    names = list(suite)
     for mean_name, members in (("mean_camera", CAMERA_CORRUPTIONS), ("mean_all", names)):
         rows[mean_name] = {key: float(np.mean([rows[m][key] for m in members])) for key in ("accuracy", "balanced_accuracy")}
     for row in rows.values():

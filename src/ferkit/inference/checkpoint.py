@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ferkit.errors import CheckpointError, FerkitError
-from ferkit.inference.metadata import FORMAT, FORMAT_VERSION, sha256_file, validate_metadata
+from ferkit.inference.metadata import FORMAT, FORMAT_VERSION, check_sha256, sha256_file, validate_metadata
 from ferkit.models import create_model
 from ferkit.preprocessing import Preprocessing
 
@@ -84,12 +84,6 @@ def resolve_weights(path: str | Path) -> tuple[Path, Path]:
         if not file.is_file():
             raise CheckpointError(f"{file}: missing; ferkit weights are a .safetensors file with a JSON beside it")
     return weights, meta
-
-
-def check_sha256(path: Path, expected: str | None) -> None:
-    """Raise CheckpointError unless ``path`` hashes to ``expected`` (nothing to check when None)."""
-    if expected is not None and sha256_file(path) != expected.strip().lower():
-        raise CheckpointError(f"{path}: sha256 is not the expected {expected}; these are not the weights you pinned")
 
 
 def _build(metadata: dict[str, Any], state: dict[str, torch.Tensor], where: Path) -> nn.Module:

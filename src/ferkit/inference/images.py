@@ -21,14 +21,6 @@ def load_image(source: ImageSource) -> np.ndarray:
         source: a file path, the file's bytes, a PIL image, or an array: RGB (H, W, 3),
             RGBA (H, W, 4) or gray (H, W), uint8.
     """
-    if isinstance(source, np.ndarray):
-        if source.dtype != np.uint8:
-            raise ImageError(f"image arrays must be uint8, got {source.dtype}")
-        if source.ndim == 2:
-            return np.repeat(source[..., None], 3, axis=2)
-        if source.ndim == 3 and source.shape[2] in (3, 4):
-            return np.ascontiguousarray(source[..., :3])
-        raise ImageError(f"image arrays must be (H, W), (H, W, 3) or (H, W, 4); got {source.shape}")
     return load_image_scaled(source)[0]
 
 
@@ -36,9 +28,19 @@ def load_image_scaled(source: ImageSource) -> tuple[np.ndarray, float]:
     """load_image(), with the scale from the returned image's pixels to the original's (1.0 unless
     a JPEG over the pixel limit was decoded at reduced size)."""
     if isinstance(source, np.ndarray):
-        return load_image(source), 1.0
+        return _array_to_rgb(source), 1.0
     if isinstance(source, Image.Image):
         return to_rgb_array(source), 1.0
     image, scale = open_image(source)
     with image:
         return to_rgb_array(image), scale
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    if array.dtype != np.uint8:
+        raise ImageError(f"image arrays must be uint8, got {array.dtype}")
+    if array.ndim == 2:
+        return np.repeat(array[..., None], 3, axis=2)
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return np.ascontiguousarray(array[..., :3])
+    raise ImageError(f"image arrays must be (H, W), (H, W, 3) or (H, W, 4); got {array.shape}")

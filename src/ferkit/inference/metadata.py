@@ -30,6 +30,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_sha256(path: Path, expected: str | None) -> None:
+    """Raise CheckpointError unless ``path`` hashes to ``expected`` (nothing to check when None)."""
+    if expected is not None and sha256_file(path) != expected.strip().lower():
+        raise CheckpointError(f"{path}: sha256 is not the expected {expected}; these are not the weights you pinned")
+
+
 def _fail(where: str, field: str, value: Any, expected: str) -> CheckpointError:
     shown = repr(value)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."

@@ -13,7 +13,7 @@ import numpy as np
 
 from ferkit.errors import CheckpointError
 from ferkit.inference.base import Classifier, check_prior
-from ferkit.inference.metadata import sha256_file, validate_metadata
+from ferkit.inference.metadata import check_sha256, validate_metadata
 from ferkit.preprocessing import Preprocessing
 
 METADATA_KEY = "ferkit"
@@ -63,9 +63,7 @@ class OnnxClassifier(Classifier):
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such ONNX file")
-        if expected_sha256 is not None and sha256_file(path) != expected_sha256.strip().lower():
-            raise CheckpointError(f"{path}: sha256 is not the expected {expected_sha256}; "
-                                  "this is not the model you pinned")
+        check_sha256(path, expected_sha256)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
