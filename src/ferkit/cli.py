@@ -177,6 +177,27 @@ def _cmd_app(args: argparse.Namespace) -> None:
     os.execve(sys.executable, command, env)
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        from ferkit.serve.settings import ServeSettings
+        from ferkit.serve.server import run
+    except ImportError as exc:
+        raise FerkitError(f"ferkit serve needs its extra: pip install 'ferkit[serve]' ({exc})") from exc
+
+    settings = ServeSettings.from_env(
+        model=args.model, prior=args.prior, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
+        max_batch_images=args.max_batch_images, queue_size=args.queue_size, timeout_s=args.timeout,
+        batch_wait_ms=args.batch_wait_ms, max_batch_faces=args.max_batch_faces, detect_size=args.detect_size,
+        cors_origins=tuple(args.cors_origin) if args.cors_origin else None)
+    if args.ray:
+        from ferkit.serve.ray_serve import run_ray
+
+        run_ray(settings, host=args.host, port=args.port, address=args.address,
+                min_replicas=args.min_replicas, max_replicas=args.max_replicas or args.workers)
+    else:
+        run(settings, host=args.host, port=args.port, workers=args.workers)
+
+
 def _yaml_value(text: str) -> Any:
     """Parse a YAML/JSON value given on the command line (for dict options such as model_kwargs)."""
     try:
@@ -311,6 +332,30 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
     app.add_argument("--headless", action="store_true", help="do not open a browser")
     app.set_defaults(func=_cmd_app)
+
+    serve = commands.add_parser("serve", help="the HTTP API (FastAPI): analyze, classify, models, metrics",
+                                description="Serve the HTTP API; docs at /docs. Every option also reads a "
+                                            "FERKIT_SERVE_* variable; API keys come from FERKIT_API_KEYS (comma-separated).")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="processes on this machine (each loads its models)")
+    serve.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
+    serve.add_argument("--prior", choices=("train", "uniform"), help=PRIOR_HELP)
+    serve.add_argument("--max-upload-mb", type=float, help="largest request body (default 50)")
+    serve.add_argument("--max-pixels", type=int, help="largest image in pixels (default 25,000,000)")
+    serve.add_argument("--max-batch-images", type=int, help="most images per /v1/analyze/batch request (default 16)")
+    serve.add_argument("--queue-size", type=int, help="most requests in progress; more get 503 (default 64)")
+    serve.add_argument("--timeout", type=float, help="seconds before an unanswered request gets 503 (default 30)")
+    serve.add_argument("--batch-wait-ms", type=float,
+                       help="wait for concurrent requests' faces to classify them together; 0: off (default 5)")
+    serve.add_argument("--max-batch-faces", type=int, help="most faces per classifier batch (default 64)")
+    serve.add_argument("--detect-size", type=int, help="longer side used for face detection (default 960)")
+    serve.add_argument("--cors-origin", action="append", help="browser origin allowed to call the API (repeat)")
+    serve.add_argument("--ray", action="store_true", help="deploy on Ray Serve (pip install 'ferkit[ray]')")
+    serve.add_argument("--address", help="with --ray: the Ray cluster (default $RAY_ADDRESS, else a local Ray)")
+    serve.add_argument("--min-replicas", type=int, default=1, help="with --ray: autoscaling lower bound")
+    serve.add_argument("--max-replicas", type=int, help="with --ray: autoscaling upper bound (default --workers)")
+    serve.set_defaults(func=_cmd_serve)
 
     train = commands.add_parser("train", help="train a model; writes a run folder")
     train.add_argument("--config", help="YAML file of options; command-line options override it")

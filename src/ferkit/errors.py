@@ -15,6 +15,10 @@ class ImageError(DataError):
     """An image cannot be read: missing, not an image, truncated or too large."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image has more pixels than the limit allows (a decompression bomb, or just too big)."""
+
+
 class ModelNotFoundError(FerkitError, KeyError):
     """An unknown model name was asked of the registry."""
 

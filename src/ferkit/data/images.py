@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ferkit.errors import DataError, ImageError
+from ferkit.errors import DataError, ImageError, ImageTooLargeError
 from ferkit.preprocessing import FACE_SIZE
 
 #: Images above this many pixels are decoded at reduced size (JPEG) or refused (other formats),
@@ -21,13 +21,23 @@ from ferkit.preprocessing import FACE_SIZE
 MAX_PIXELS = 40_000_000
 
 
-def open_image(source: bytes | str | Path, where: str | None = None) -> tuple[Image.Image, float]:
-    """Open and decode an image file (path or bytes) within MAX_PIXELS.
+def open_image(source: bytes | str | Path, where: str | None = None, max_pixels: int | None = None,
+               reduce: bool = True, formats: tuple[str, ...] | None = None) -> tuple[Image.Image, float]:
+    """Open and decode an image file (path or bytes) within a pixel limit.
+
+    Args:
+        source: the file's path or bytes.
+        where: the file's name in error messages.
+        max_pixels: the limit (MAX_PIXELS when None).
+        reduce: decode a JPEG over the limit at 1/2, 1/4 or 1/8 size instead of refusing it.
+        formats: PIL format names to accept (e.g. ("JPEG", "PNG")); None for every format PIL reads.
 
     Returns the decoded image and its scale: original width / decoded width (1.0 unless a JPEG
-    over MAX_PIXELS was decoded at 1/2, 1/4 or 1/8 size). PIL's own guard stays as it is (it
-    refuses images over twice its limit, about 179 megapixels); nothing global is changed.
+    was decoded at reduced size). An image over the limit raises ImageTooLargeError. PIL's own
+    guard stays as it is (it refuses images over twice its limit, about 179 megapixels); nothing
+    global is changed.
     """
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
     where = where or ("uploaded image" if isinstance(source, bytes) else str(source))
     if isinstance(source, bytes):
         handle: io.BytesIO | Path = io.BytesIO(source)
@@ -43,23 +53,23 @@ def open_image(source: bytes | str | Path, where: str | None = None) -> tuple[Im
         with warnings.catch_warnings():
             # Between PIL's limit and twice it, PIL only warns; MAX_PIXELS below is the real guard.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(handle)
+            image = Image.open(handle, formats=formats)
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{where}: over the {MAX_PIXELS:,}-pixel limit ({exc}); scale it down first") from exc
+        raise ImageTooLargeError(f"{where}: over the {limit:,}-pixel limit ({exc}); scale it down first") from exc
     except UnidentifiedImageError as exc:
         raise ImageError(f"{where}: not an image file PIL can read") from exc
     except OSError as exc:
         raise ImageError(f"{where}: cannot read ({exc})") from exc
     width, height = image.size
-    if width * height > MAX_PIXELS:
-        if image.format == "JPEG":
+    if width * height > limit:
+        if image.format == "JPEG" and reduce:
             # JPEG decodes at 1/2, 1/4 or 1/8 size for free; ask for the power of two that fits.
-            factor = 2 ** int(np.ceil(np.log2(np.sqrt(width * height / MAX_PIXELS))))
+            factor = 2 ** int(np.ceil(np.log2(np.sqrt(width * height / limit))))
             image.draft("RGB", (width // factor, height // factor))
-        if image.size[0] * image.size[1] > MAX_PIXELS:
+        if image.size[0] * image.size[1] > limit:
             image.close()
-            raise ImageError(
-                f"{where}: {width}x{height} pixels is over the {MAX_PIXELS:,}-pixel limit; scale it down first"
+            raise ImageTooLargeError(
+                f"{where}: {width}x{height} pixels is over the {limit:,}-pixel limit; scale it down first"
             )
     try:
         image.load()
@@ -98,7 +108,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(_flatten(image).convert("RGB"), dtype=np.uint8)
 
 
-def decode_face(data: bytes, where: str, resize: bool) -> np.ndarray:
+def decode_face(data: bytes, where: str, resize: bool, max_pixels: int | None = None) -> np.ndarray:
     """Decode image bytes to a uint8 (48, 48) gray face.
 
     Args:
@@ -106,9 +116,12 @@ def decode_face(data: bytes, where: str, resize: bool) -> np.ndarray:
         where: the file's name, for error messages.
         resize: bring any size to 48x48 (a non-square image is centred in a square of its longer
             side, edges repeated, as face crops are); if False, other sizes are an error.
+        max_pixels: refuse images over this many pixels (MAX_PIXELS when None) with ImageTooLargeError.
     """
     try:
-        image, _ = open_image(data, where)
+        image, _ = open_image(data, where, max_pixels=max_pixels)
+    except ImageTooLargeError:
+        raise
     except ImageError as exc:
         raise DataError(f"{where}: not a readable image ({exc})") from exc
     with image:
