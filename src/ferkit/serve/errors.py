@@ -40,7 +40,7 @@ class BodyTooLarge(Exception):
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     request_id = REQUEST_ID.get()
     body = {"error": {"code": code, "message": message, "request_id": request_id}}
-    return JSONResponse(body, status_code=status, headers={**(headers or {}), "X-Request-ID": request_id})
+    return JSONResponse(body, status_code=status, headers=headers)  # the gate adds X-Request-ID
 
 
 def overloaded(message: str) -> JSONResponse:

@@ -52,7 +52,8 @@ class Gate:
             if message["type"] == "http.response.start":
                 response_started[0] = True
                 status[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", REQUEST_ID.get().encode())]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", REQUEST_ID.get().encode())]
             await send(message)
 
         try:

@@ -1,0 +1,313 @@
+"""The HTTP API over real HTTP: a `ferkit serve` child process on a free port."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+import ferkit
+from ferkit.serve.batching import MicroBatcher
+from ferkit.serve.settings import ServeSettings
+from serve_helpers import REPO, Server, running_server
+
+DATA = Path(__file__).parent / "data"
+KEYS = ("key-one", "key-two")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with running_server("--max-upload-mb", "3", "--max-pixels", "4000000", "--max-batch-images", "3",
+                        env={"FERKIT_SERVE_MAX_IMAGE_MB": "1"}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[Server]:
+    """A server with API keys, room for one request at a time and a 3 s timeout."""
+    with running_server("--queue-size", "1", "--timeout", "3", env={"FERKIT_API_KEYS": ",".join(KEYS)}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def local() -> ferkit.Recognizer:
+    return ferkit.load()
+
+
+def _png(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (a decompression bomb's shape, without the pixels)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
+
+
+def test_analyze_a_real_photo_matches_the_library(server: Server, local: ferkit.Recognizer):
+    photo = (DATA / "amy1.png").read_bytes()
+    response = httpx.post(server.url + "/v1/analyze", files={"file": ("amy1.png", photo, "image/png")}, timeout=60)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["width"], body["height"], body["model"], body["prior"]) == (*Image.open(DATA / "amy1.png").size, "fast", "train")
+    assert len(body["faces"]) == 1 and body["faces"][0]["emotion"] == "happiness"
+    expected = local.analyze(DATA / "amy1.png")[0]
+    face = body["faces"][0]
+    assert tuple(face["box"]) == expected.box
+    assert list(face["probabilities"]) == list(ferkit.EMOTIONS)
+    for name in ferkit.EMOTIONS:
+        assert face["probabilities"][name] == pytest.approx(expected.probabilities[name], abs=1e-5)
+    assert len(response.headers["x-request-id"]) == 32
+
+
+def test_analyze_options_and_gradcam(server: Server):
+    photo = (DATA / "bbt3.jpg").read_bytes()
+    files = {"file": ("bbt3.jpg", photo, "image/jpeg")}
+    everyone = httpx.post(server.url + "/v1/analyze", files=files, timeout=60).json()["faces"]
+    assert len(everyone) == 5
+    two = httpx.post(server.url + "/v1/analyze", params={"max_faces": 2, "gradcam": "true"}, files=files, timeout=60)
+    faces = two.json()["faces"]
+    assert [f["box"] for f in faces] == [f["box"] for f in everyone[:2]]  # the two largest, same boxes
+    overlay = Image.open(io.BytesIO(__import__("base64").b64decode(faces[0]["gradcam"])))
+    x, y, w, h = faces[0]["box"]
+    pad = max(w, h) // 8  # the face's region of the photo with a margin
+    assert overlay.mode == "RGB" and overlay.size == (w + 2 * pad, h + 2 * pad)
+    uniform = httpx.post(server.url + "/v1/analyze", params={"prior": "uniform", "min_confidence": 0.99},
+                         files=files, timeout=60).json()
+    assert uniform["prior"] == "uniform"
+    assert uniform["faces"][0]["probabilities"] != everyone[0]["probabilities"]
+    assert all(f["emotion"] == "uncertain" for f in uniform["faces"] if f["confidence"] < 0.99)
+
+
+def test_batch_with_one_bad_image(server: Server, local: ferkit.Recognizer):
+    files = [("files", ("amy1.png", (DATA / "amy1.png").read_bytes(), "image/png")),
+             ("files", ("broken.jpg", b"not a jpeg at all", "image/jpeg")),
+             ("files", ("bbt3.jpg", (DATA / "bbt3.jpg").read_bytes(), "image/jpeg"))]
+    response = httpx.post(server.url + "/v1/analyze/batch", files=files, timeout=60)
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["filename"] for r in results] == ["amy1.png", "broken.jpg", "bbt3.jpg"]
+    assert results[0]["faces"][0]["emotion"] == "happiness"
+    assert results[1]["error"]["code"] == "bad_image" and "faces" not in results[1]
+    assert [tuple(f["box"]) for f in results[2]["faces"]] == [r.box for r in local.analyze(DATA / "bbt3.jpg")]
+
+
+def test_classify_matches_the_library_for_both_priors(server: Server, local: ferkit.Recognizer):
+    crops = np.random.default_rng(3).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    files = [("files", ("faces.npy", _npy(crops[:4]), "application/octet-stream")),
+             ("files", ("five.png", _png(crops[4]), "image/png")), ("files", ("six.png", _png(crops[5]), "image/png"))]
+    body = httpx.post(server.url + "/v1/classify", files=files, timeout=60).json()
+    assert body["labels"] == list(ferkit.EMOTIONS)
+    np.testing.assert_allclose(np.array(body["probabilities"]), local.classify(crops), atol=1e-5)
+    uniform = httpx.post(server.url + "/v1/classify", params={"prior": "uniform"}, files=files, timeout=60).json()
+    np.testing.assert_allclose(np.array(uniform["probabilities"]), ferkit.load(prior="uniform").classify(crops), atol=1e-5)
+    assert np.abs(np.array(uniform["probabilities"]) - np.array(body["probabilities"])).max() > 1e-3
+
+
+def hostile_uploads() -> list[tuple[str, str, dict, dict, int]]:
+    """(name, endpoint, files, extra request arguments, expected status): 20 uploads meant to hurt."""
+    jpeg = (DATA / "bbt3.jpg").read_bytes()
+    small_gif = io.BytesIO()
+    Image.new("L", (8, 8)).save(small_gif, "GIF")
+    gif_bomb = small_gif.getvalue()[:6] + struct.pack("<HH", 65535, 65535) + small_gif.getvalue()[10:]
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n(hello) print\nshowpage\n"
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><script>alert(1)</script></svg>'
+    big_file = b"\xff\xd8" + b"\x00" * (1024 * 1024 + 10)
+    pickled = _npy(np.array([{"run": "code"}], dtype=object))
+    photo = ("amy1.png", (DATA / "amy1.png").read_bytes(), "image/png")
+    return [
+        ("empty file", "/v1/analyze", {"file": ("e.jpg", b"", "image/jpeg")}, {}, 400),
+        ("text as jpeg", "/v1/analyze", {"file": ("t.jpg", b"hello, I am text", "image/jpeg")}, {}, 400),
+        ("truncated jpeg", "/v1/analyze", {"file": ("t.jpg", jpeg[: len(jpeg) // 3], "image/jpeg")}, {}, 400),
+        ("png bomb 20000x20000", "/v1/analyze", {"file": ("b.png", _png_header(20000, 20000), "image/png")}, {}, 413),
+        ("png over the pixel limit", "/v1/analyze", {"file": ("b.png", _png_header(2500, 2000), "image/png")}, {}, 413),
+        ("gif bomb 65535x65535", "/v1/analyze", {"file": ("b.gif", gif_bomb, "image/gif")}, {}, 413),
+        ("svg with script", "/v1/analyze", {"file": ("s.svg", svg, "image/svg+xml")}, {}, 400),
+        ("postscript", "/v1/analyze", {"file": ("p.eps", eps, "image/x-eps")}, {}, 400),
+        ("text type", "/v1/analyze", {"file": ("x.txt", b"hello", "text/plain")}, {}, 415),
+        ("pdf type", "/v1/analyze", {"file": ("x.pdf", b"%PDF-1.4 ...", "application/pdf")}, {}, 415),
+        ("json body", "/v1/analyze", {}, {"json": {"image": "http://169.254.169.254/latest"}}, 415),
+        ("file over the per-file limit", "/v1/analyze", {"file": ("big.jpg", big_file, "image/jpeg")}, {}, 413),
+        ("body over the upload limit", "/v1/analyze", {}, {"content": b"x" * (4 * 1024 * 1024),
+                                                           "headers": {"content-type": "multipart/form-data; boundary=x"}}, 413),
+        ("no file field", "/v1/analyze", {"other": ("a.png", b"abc", "image/png")}, {}, 422),
+        ("path as model", "/v1/analyze", {"file": photo}, {"params": {"model": "/etc/passwd"}}, 422),
+        ("traversal file name", "/v1/analyze", {"file": ("../../etc/passwd", b"root:x:0:0", "image/png")}, {}, 400),
+        ("too many images", "/v1/analyze/batch", [("files", photo)] * 4, {}, 413),
+        ("pickled npy", "/v1/classify", {"files": ("p.npy", pickled, "application/octet-stream")}, {}, 400),
+        ("float npy", "/v1/classify", {"files": ("f.npy", _npy(np.zeros((2, 48, 48), np.float32)), "application/x-npy")}, {}, 400),
+        ("npy of the wrong shape", "/v1/classify", {"files": ("s.npy", _npy(np.zeros((3, 64, 64), np.uint8)), "application/x-npy")}, {}, 400),
+    ]
+
+
+def test_hostile_uploads_get_clear_errors_and_the_server_keeps_answering(server: Server):
+    cases = hostile_uploads()
+    assert len(cases) == 20
+    for name, endpoint, files, extra, status in cases:
+        response = httpx.post(server.url + endpoint, files=files or None, timeout=60, **extra)
+        assert response.status_code == status, (name, response.status_code, response.text)
+        error = response.json()["error"]
+        assert error["code"] and error["message"] and error["request_id"] == response.headers["x-request-id"], name
+        text = response.text
+        for leak in ("Traceback", str(REPO), "site-packages", "File \""):
+            assert leak not in text, (name, leak, text)
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+    good = httpx.post(server.url + "/v1/analyze", files={"file": ("amy1.png", (DATA / "amy1.png").read_bytes(), "image/png")},
+                      timeout=60)
+    assert good.status_code == 200 and good.json()["faces"][0]["emotion"] == "happiness"
+
+
+def test_other_errors_are_json_too(server: Server):
+    assert httpx.get(server.url + "/v1/analyze").status_code == 405
+    missing = httpx.get(server.url + "/v2/nothing")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    bad = httpx.post(server.url + "/v1/analyze", params={"min_face": 0, "prior": "sideways"},
+                     files={"file": ("a.png", b"x", "image/png")})
+    assert bad.status_code == 422
+    assert "min_face" in bad.json()["error"]["message"] and "prior" in bad.json()["error"]["message"]
+
+
+def _counter(server: Server, sample: str) -> float:
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_metrics_move_and_log_lines_carry_the_request_id(server: Server):
+    ok = 'ferkit_requests_total{endpoint="/v1/analyze",status="200"}'
+    faces = 'ferkit_faces_per_request_count{endpoint="/v1/analyze"}'
+    before = _counter(server, ok), _counter(server, faces), _counter(server, "ferkit_batch_faces_count")
+    response = httpx.post(server.url + "/v1/analyze", files={"file": ("a.png", (DATA / "amy1.png").read_bytes(), "image/png")},
+                          headers={"X-Request-ID": "check-log-7f3a"}, timeout=60)
+    assert response.headers["x-request-id"] == "check-log-7f3a"
+    after = _counter(server, ok), _counter(server, faces), _counter(server, "ferkit_batch_faces_count")
+    assert after == (before[0] + 1, before[1] + 1, before[2] + 1)
+    text = httpx.get(server.url + "/metrics").text
+    assert "ferkit_request_seconds_bucket" in text and "ferkit_queue_depth" in text
+    deadline = time.monotonic() + 5
+    while "[check-log-7f3a]" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    line = next(line for line in server.log_text().splitlines() if "[check-log-7f3a]" in line)
+    assert "POST /v1/analyze 200" in line
+
+
+def test_models_and_health(server: Server):
+    models = httpx.get(server.url + "/v1/models").json()
+    assert models["default"] == "fast"
+    fast = next(m for m in models["models"] if m["name"] == "fast")
+    metadata = ferkit.load().classifier.metadata
+    assert fast["labels"] == list(ferkit.EMOTIONS) and fast["parameters"] == 1_056_424
+    assert fast["test_metrics"]["train"]["accuracy"] == metadata["test_metrics"]["accuracy"]
+    assert fast["test_metrics"]["uniform"]["balanced_accuracy"] == metadata["test_metrics_uniform"]["balanced_accuracy"]
+    assert httpx.get(server.url + "/readyz").json()["status"] == "ready"
+    assert "/v1/analyze" in httpx.get(server.url + "/openapi.json").json()["paths"]
+
+
+def test_api_keys(guarded: Server, server: Server):
+    files = {"file": ("a.png", (DATA / "amy1.png").read_bytes(), "image/png")}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {KEYS[0]}"}):
+        refused = httpx.post(guarded.url + "/v1/analyze", files=files, headers=headers, timeout=60)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", headers
+        assert refused.json()["error"]["code"] == "unauthorized"
+    for key in KEYS:
+        accepted = httpx.post(guarded.url + "/v1/analyze", files=files, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+        assert accepted.status_code == 200 and accepted.json()["faces"][0]["emotion"] == "happiness"
+    assert httpx.get(guarded.url + "/healthz").status_code == 200  # probes need no key
+    assert httpx.get(guarded.url + "/v1/models").status_code == 401
+    assert httpx.get(server.url + "/v1/models").status_code == 200  # keys off: open
+
+
+def _open_slow_request(url: str) -> socket.socket:
+    """A request whose body never finishes arriving: it holds its place in the queue."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                 b"Content-Length: 1000\r\nAuthorization: Bearer " + KEYS[0].encode() + b"\r\n\r\n--b\r\n")
+    return sock
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_a_stuck_request_times_out(guarded: Server):
+    files = {"file": ("a.png", (DATA / "amy1.png").read_bytes(), "image/png")}
+    auth = {"Authorization": f"Bearer {KEYS[0]}"}
+    slow = _open_slow_request(guarded.url)
+    try:
+        time.sleep(0.5)
+        busy = httpx.post(guarded.url + "/v1/analyze", files=files, headers=auth, timeout=60)
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert busy.json()["error"]["code"] == "overloaded"
+        slow.settimeout(15)
+        answer = slow.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 503") and "no answer within 3 s" in answer
+    finally:
+        slow.close()
+    assert httpx.post(guarded.url + "/v1/analyze", files=files, headers=auth, timeout=60).status_code == 200
+
+
+def test_micro_batcher_shares_batches_and_keeps_answers_apart():
+    calls: list[int] = []
+
+    def classify(crops: np.ndarray) -> np.ndarray:
+        calls.append(len(crops))
+        time.sleep(0.02)
+        return np.repeat(crops.reshape(len(crops), -1)[:, :1].astype(np.float32), 8, axis=1)
+
+    batcher = MicroBatcher(classify, max_wait_s=0.05, max_batch=32, on_batch=lambda n: None)
+    start = threading.Barrier(16)
+    answers: dict[int, np.ndarray] = {}
+
+    def client(i: int) -> None:
+        crops = np.full((1 + i % 3, 48, 48), i, np.uint8)
+        start.wait()
+        answers[i] = batcher.submit(crops).result(timeout=10)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    batcher.close()
+    for i, probs in answers.items():
+        assert probs.shape == (1 + i % 3, 8) and (probs == i).all()  # each request its own rows
+    assert sum(calls) == sum(1 + i % 3 for i in range(16)) and len(calls) < 16 and max(calls) <= 32
+
+
+def test_micro_batcher_hands_a_failure_to_every_waiter():
+    def broken(crops: np.ndarray) -> np.ndarray:
+        raise RuntimeError("model failed")
+
+    batcher = MicroBatcher(broken, max_wait_s=0.01, max_batch=8)
+    with pytest.raises(RuntimeError, match="model failed"):
+        batcher.submit(np.zeros((2, 48, 48), np.uint8)).result(timeout=5)
+    batcher.close()
+
+
+def test_settings_travel_through_the_environment():
+    settings = ServeSettings(model="accurate", prior="uniform", queue_size=7, batch_wait_ms=0,
+                             api_keys=("secret-key-1", "secret-key-2"), cors_origins=("https://x.example",))
+    assert ServeSettings.from_env(settings.to_env()) == settings
+    assert "secret-key" not in settings.describe() and '"api_keys": "2 key(s)"' in settings.describe()
+    with pytest.raises(ferkit.ConfigError, match="queue_size"):
+        ServeSettings(queue_size=0)
+    with pytest.raises(ferkit.ConfigError, match="FERKIT_SERVE_TIMEOUT_S"):
+        ServeSettings.from_env({"FERKIT_SERVE_TIMEOUT_S": "soon"})
