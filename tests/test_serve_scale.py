@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from ferkit.serve.settings import ServeSettings
-from serve_helpers import free_port, running_server, wait_until_ready
+from ferkit.serve.server import free_port, wait_until_ready
+from serve_helpers import running_server
 
 DATA = Path(__file__).parent / "data"
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def test_ray_serve_deployment_answers_a_photo():
     try:
         start(ServeSettings(), host="127.0.0.1", port=port, min_replicas=1, max_replicas=2)
         url = f"http://127.0.0.1:{port}"
-        wait_until_ready(url, None, Path("/dev/null"), 60)
+        wait_until_ready(url, 60)
         answer = _analyze(url)
         assert answer.status_code == 200 and answer.json()["faces"][0]["emotion"] == "happiness"
         refused = httpx.post(url + "/v1/analyze", files={"file": ("x.txt", b"x", "text/plain")}, timeout=60)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from ferkit.serve.errors import REQUEST_ID
@@ -57,3 +66,54 @@ def run(settings: ServeSettings, host: str, port: int, workers: int = 1) -> None
     uvicorn.run("ferkit.serve.server:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_config=log_config(), access_log=False, timeout_graceful_shutdown=10,
                 limit_concurrency=None, server_header=False)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (127.0.0.1)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_ready(url: str, wait_s: float = 120, process: subprocess.Popen | None = None,
+                     log: Path | None = None) -> None:
+    """Poll ``url``/readyz until it answers 200; a clear error if ``process`` exits or time runs out."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log else ""
+            raise RuntimeError(f"the server exited with status {process.returncode}: {tail}")
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=5) as answer:  # noqa: S310 - our own URL
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not become ready within {wait_s:g} s")
+        time.sleep(0.3)
+
+
+@contextmanager
+def background(*args: str, env: dict[str, str] | None = None, log: Path | None = None,
+               wait_s: float = 120) -> Iterator[str]:
+    """``ferkit serve ARGS`` in a child process on a free port of 127.0.0.1, for benchmarks,
+    tests and notebooks; yields its URL once ready and stops it on exit. FERKIT_* variables of
+    this process are not passed on (``env`` sets the child's)."""
+    port = free_port()
+    command = [sys.executable, "-m", "ferkit.cli", "serve", "--port", str(port), *args]
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("FERKIT_")}
+    child_env.update(env or {})
+    log_path = log or Path(os.devnull)
+    with log_path.open("w") as handle:
+        process = subprocess.Popen(command, env=child_env, stdout=handle, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_ready(url, wait_s, process, log)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
