@@ -89,7 +89,7 @@ def onnx_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 @pytest.mark.parametrize("prior", ["train", "uniform"])
 def test_onnx_matches_torch_on_the_bundled_model(onnx_files, name: str, tta: bool, prior: str):
     faces = np.random.default_rng(3).integers(0, 256, (32, 48, 48), dtype=np.uint8)
-    torch_rec = ferkit.load(name, tta=tta, prior=prior)
+    torch_rec = ferkit.load(name, backend="torch", tta=tta, prior=prior)
     onnx_rec = ferkit.load(onnx_files[name], tta=tta, prior=prior)
     bias = torch_rec.classifier.logit_bias
     assert bias is not None and np.ptp(bias) > 0.1  # a real, non-uniform adjustment is applied

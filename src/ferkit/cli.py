@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import json
 import logging
 import sys
@@ -153,13 +154,23 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from ferkit.inference.bundled import resolve_model
     from ferkit.inference.onnx_backend import export_onnx
 
-    path = export_onnx(resolve_model(args.model), args.output)
-    print(f"wrote {path}")
+    if not args.int8:
+        print(f"wrote {export_onnx(resolve_model(args.model), args.output)}")
+        return
+    import tempfile
+
+    from ferkit.inference.onnx_backend import quantize_int8, valid_calibration_faces
+
+    if not args.data:
+        raise FerkitError("--int8 calibrates on the validation faces: pass --data (the data set the model was trained on)")
+    faces = valid_calibration_faces(args.data, args.calibration_faces)
+    with tempfile.TemporaryDirectory() as folder:
+        fp32 = export_onnx(resolve_model(args.model), Path(folder) / "fp32.onnx")
+        print(f"wrote {quantize_int8(fp32, args.output, faces)} (int8, calibrated on {len(faces)} validation faces)")
 
 
 def _cmd_app(args: argparse.Namespace) -> None:
     import os
-    from pathlib import Path
 
     from ferkit.app.limits import MAX_VIDEO_MB
 
@@ -322,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="export weights to ONNX")
     export.add_argument("output", help="the .onnx file to write")
     export.add_argument("--format", default="onnx", choices=("onnx",))
+    export.add_argument("--int8", action="store_true", help="static int8 quantization (QDQ, per-channel weights)")
+    export.add_argument("--data", help="with --int8: the data set whose validation faces calibrate the ranges")
+    export.add_argument("--calibration-faces", type=int, default=2000, help="with --int8: how many validation faces")
     export.add_argument("--model", "--weights", dest="model",
                         help="bundled model (fast, accurate), run folder or .safetensors (default: fast)")
     export.set_defaults(func=_cmd_export)

@@ -70,6 +70,10 @@ class Classifier(ABC):
         key = "temperature_tta" if self.tta and "temperature_tta" in calibration else "temperature"
         return float(calibration.get(key, 1.0))
 
+    def torch_classifier(self) -> Classifier:
+        """The torch classifier of these weights, for Grad-CAM: this one on the torch backend."""
+        return self
+
     @abstractmethod
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
         """Logits (N, C) for normalised float32 input (N, 1, H, W)."""

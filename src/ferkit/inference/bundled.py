@@ -10,6 +10,15 @@ WEIGHTS_ROOT = Path(__file__).resolve().parent.parent / "weights"
 BUNDLED_MODELS = ("fast", "accurate")
 DEFAULT_MODEL = "fast"
 ModelSource = str | Path
+PRECISIONS = ("fp32", "int8")
+#: The ONNX files beside a model's weights.safetensors, by precision (built by scripts/ship_onnx.py).
+ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+#: The precision ``ferkit.load(name)`` uses for each bundled model, chosen on FER+ test by
+#: scripts/ship_onnx.py (int8 only where it stays within 0.5 points of fp32 clean and 1 point
+#: under each camera corruption); fp32 for every other model.
+#: fast: int8 86.68% clean against fp32 86.64%, -0.19 to +0.26 points under the camera corruptions
+#: (reports/fast/onnx.json).
+DEFAULT_PRECISION: dict[str, str] = {"fast": "int8"}
 
 
 def bundled_dir(name: str) -> Path:
@@ -50,3 +59,27 @@ def resolve_model(model: ModelSource | None) -> Path:
     if isinstance(model, str) and model in BUNDLED_MODELS:
         return bundled_weights(model)
     return Path(model)
+
+
+def onnx_file(path: Path, precision: str = "auto") -> Path | None:
+    """The ONNX file to run for a resolved model path: the path itself if it is a .onnx file, else
+    the folder's model.onnx / model.int8.onnx for ``precision`` ("auto": the bundled model's
+    DEFAULT_PRECISION, fp32 otherwise); None when the folder holds none."""
+    from ferkit.errors import ConfigError
+
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision '{precision}'; choose auto, {' or '.join(PRECISIONS)}")
+    if path.suffix == ".onnx":
+        return path
+    if not path.is_dir():
+        return None
+    if precision == "auto":
+        bundled = next((name for name in BUNDLED_MODELS if path.resolve() == bundled_dir(name)), None)
+        precision = DEFAULT_PRECISION.get(bundled, "fp32") if bundled else "fp32"
+    candidate = path / ONNX_FILES[precision]
+    if candidate.is_file():
+        return candidate
+    if precision == "int8":
+        raise CheckpointError(f"{path}: no int8 model ({ONNX_FILES['int8']}); make one with "
+                              "`ferkit export --format onnx --int8 --data DATA`")
+    return None

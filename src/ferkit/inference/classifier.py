@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,8 @@ class FaceClassifier(Classifier):
         self.metadata = loaded.metadata
         self.weights_path = loaded.path
         self._fast = _inference_copy(self.model) if device == "cpu" else self.model
+        #: Held while Grad-CAM's hooks are on ``model``: every Recognizer sharing it takes turns.
+        self.explain_lock = threading.Lock()
         self._prior_calibration()  # weights that cannot give the prior fail here, not at the first face
 
     @classmethod

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,7 +73,6 @@ class Recognizer:
         self.classifier = classifier
         self.detector = detector
         self.min_confidence = min_confidence
-        self._explain_lock = threading.Lock()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -149,14 +147,13 @@ class Recognizer:
         return out
 
     def explain(self, crops: np.ndarray, targets: Sequence[int] | None = None) -> np.ndarray:
-        """Grad-CAM heatmaps (N, 48, 48) in [0, 1] for gray crops; needs the torch backend."""
+        """Grad-CAM heatmaps (N, 48, 48) in [0, 1] for gray crops. Needs torch: with the ONNX backend,
+        the safetensors the ONNX file came from are loaded with torch on first use."""
         from ferkit.explain.gradcam import gradcam_faces
-        from ferkit.inference.classifier import FaceClassifier
 
-        if not isinstance(self.classifier, FaceClassifier):
-            raise TypeError("Grad-CAM needs the torch backend: load the model with backend='torch'")
-        with self._explain_lock:
-            return gradcam_faces(self.classifier.model, crops, self.classifier.preprocessing,
+        torch_classifier: Any = self.classifier.torch_classifier()
+        with torch_classifier.explain_lock:
+            return gradcam_faces(torch_classifier.model, crops, self.classifier.preprocessing,
                                  target=None if targets is None else list(targets))
 
 
@@ -189,13 +186,16 @@ def load(
     device: str = "cpu",
     prior: str = "train",
     expected_sha256: str | None = None,
+    precision: str = "auto",
 ) -> Recognizer:
     """Load a Recognizer: the bundled ``fast`` model by default, with no network access.
 
     Args:
         model: a bundled model's name ("fast", "accurate"), a run folder, a .safetensors or a
             .onnx file; None for the bundled "fast".
-        backend: "torch", "onnx" (ONNX Runtime only, no torch at inference) or "auto" (by file type).
+        backend: "onnx" (ONNX Runtime, torch never imported), "torch", or "auto": ONNX Runtime
+            wherever an ONNX file exists (the bundled models, a .onnx file, a run folder with an
+            exported model.onnx), torch otherwise. Grad-CAM loads torch when it is first asked.
         detector: "yunet" (default, CNN with landmarks) or "haar".
         detector_options: minimum face size, score threshold, maximum faces, largest only.
         min_confidence: report "uncertain" below this top probability.
@@ -203,25 +203,31 @@ def load(
         device: torch device (torch backend only).
         prior: "train" (faces as frequent as in FER+: mostly neutral and happy; the default) or
             "uniform" (every emotion equally likely: posed or elicited expressions).
-        expected_sha256: the sha256 of the weights file (.safetensors, or the .onnx file) as you
-            know it from a trusted source; loading fails if the file differs. The hash stored in
-            model.json only catches corruption: whoever replaces the weights can rewrite it too.
+        expected_sha256: the sha256 of the file the backend reads (.safetensors for torch, the
+            .onnx file for ONNX Runtime) as you know it from a trusted source; loading fails if
+            the file differs. The hash stored in model.json only catches corruption: whoever
+            replaces the weights can rewrite it too.
+        precision: ONNX Runtime only: "fp32", "int8" (statically quantized) or "auto" (the bundled
+            model's chosen precision; fp32 for other models).
     """
     from ferkit.errors import FerkitError
     from ferkit.inference.base import check_prior
-    from ferkit.inference.bundled import resolve_model
+    from ferkit.inference.bundled import onnx_file, resolve_model
 
     check_prior(prior)
     path = resolve_model(model)
+    onnx_path = onnx_file(path, precision) if backend != "torch" else None
     if backend == "auto":
-        backend = "onnx" if path.suffix == ".onnx" else "torch"
+        backend = "onnx" if onnx_path is not None else "torch"
     classifier: Classifier
     if backend == "onnx":
         from ferkit.inference.onnx_backend import OnnxClassifier
 
-        if path.suffix != ".onnx":
+        if onnx_path is None:
             raise FerkitError(f"{path}: the onnx backend needs a .onnx file; make one with `ferkit export --format onnx`")
-        classifier = OnnxClassifier(path, tta=tta, prior=prior, expected_sha256=expected_sha256)
+        torch_weights = path / "weights.safetensors" if path.is_dir() else None
+        classifier = OnnxClassifier(onnx_path, tta=tta, prior=prior, expected_sha256=expected_sha256,
+                                    torch_weights=torch_weights if torch_weights and torch_weights.is_file() else None)
     elif backend == "torch":
         from ferkit.inference.classifier import FaceClassifier
 

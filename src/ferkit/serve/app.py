@@ -227,11 +227,11 @@ def _analyze_images(pool: ModelPool, served: ServedModel, images: list[tuple[np.
 def _gradcam(served: ServedModel, analysis: Analysis, max_faces: int) -> list[str | None]:
     """A base64 PNG per face: the face's region of the photo with its Grad-CAM blended in (None
     past ``max_faces``)."""
-    from ferkit.inference.classifier import FaceClassifier
-
-    if not isinstance(served.recognizer.classifier, FaceClassifier):
-        raise ApiError(422, "invalid_parameter", f"gradcam needs a torch model; '{served.name}' is an ONNX file")
-    blended = served.recognizer.gradcam_overlay(analysis, max_faces=max_faces)
+    try:
+        blended = served.recognizer.gradcam_overlay(analysis, max_faces=max_faces)
+    except TypeError as exc:  # a bare .onnx file has no torch weights to explain with
+        raise ApiError(422, "invalid_parameter", f"gradcam needs the model's torch weights; '{served.name}' "
+                                                 "is served from an ONNX file only") from exc
     height, width = blended.shape[:2]
     out: list[str | None] = []
     for i, face in enumerate(analysis.faces):
