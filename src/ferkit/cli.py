@@ -135,7 +135,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
     recognizer = _recognizer(args)
     failures = predict_files(recognizer, args.paths, recursive=args.recursive, fmt=args.format,
-                             annotate_dir=args.annotate, stream=sys.stdout)
+                             annotate_dir=args.annotate, stream=sys.stdout, output=args.output, resume=args.resume,
+                             workers=args.workers, engine=args.engine, address=args.address)
     if failures and args.strict:
         raise FerkitError(f"{failures} input(s) could not be read")
 
@@ -258,6 +259,13 @@ _TRAIN_HELP = {
 }
 
 
+def default_workers() -> int:
+    """Decode-and-detect processes for `ferkit predict`: the cores this process may use, at most 8."""
+    import os
+
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `ferkit` command."""
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition trained on FER+.")
@@ -310,10 +318,19 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", default="explanations", help="output folder")
     explain.set_defaults(func=_cmd_explain)
 
-    predict = commands.add_parser("predict", help="emotions of every face in images, as JSON lines or CSV")
+    predict = commands.add_parser("predict", help="emotions of every face in images, as JSON lines, CSV or Parquet")
     predict.add_argument("paths", nargs="+", help="image files, folders or glob patterns")
     predict.add_argument("--recursive", action="store_true", help="descend into sub-folders")
-    predict.add_argument("--format", default="json", choices=("json", "csv"))
+    predict.add_argument("--format", choices=("json", "csv", "parquet"),
+                         help="default: from --output's suffix (.jsonl, .csv, .parquet), else JSON lines")
+    predict.add_argument("--output", help="write here instead of standard output (Parquet needs a file)")
+    predict.add_argument("--resume", action="store_true",
+                         help="skip the inputs already in --output and append the rest (after an interruption)")
+    predict.add_argument("--workers", type=int, default=default_workers(),
+                         help=f"processes that decode and detect (default {default_workers()}: this machine's cores)")
+    predict.add_argument("--engine", default="local", choices=("local", "ray"),
+                         help="ray: a Ray Data pipeline (pip install 'ferkit[ray]')")
+    predict.add_argument("--address", help="with --engine ray: the Ray cluster (default $RAY_ADDRESS, else a local Ray)")
     predict.add_argument("--annotate", help="folder for copies of the images with boxes, labels and bars")
     predict.add_argument("--strict", action="store_true", help="exit non-zero if any input could not be read")
     _add_recognizer_options(predict)

@@ -1,10 +1,9 @@
-"""`ferkit predict`: files, folders and globs in; one JSON line (or CSV rows) per file out."""
+"""`ferkit predict`: files, folders and globs in; one JSON line (or CSV / Parquet rows) per file out."""
 
 from __future__ import annotations
 
-import csv
 import glob
-import json
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
@@ -13,6 +12,7 @@ from tqdm import tqdm
 
 from ferkit.data.images import IMAGE_SUFFIXES
 from ferkit.errors import FerkitError
+from ferkit.inference.outputs import unique_stems
 from ferkit.inference.recognizer import Recognizer
 
 
@@ -40,49 +40,55 @@ def expand_inputs(paths: Iterable[str], recursive: bool = False) -> list[tuple[s
     return out
 
 
-def predict_files(recognizer: Recognizer, paths: Iterable[str], recursive: bool = False, fmt: str = "json",
-                  annotate_dir: str | None = None, stream: IO[str] | None = None) -> int:
-    """Write results for every input to ``stream``; returns how many inputs failed."""
-    import sys
+def predict_files(recognizer: Recognizer, paths: Iterable[str], recursive: bool = False, fmt: str | None = None,
+                  annotate_dir: str | None = None, stream: IO[str] | None = None, output: str | None = None,
+                  resume: bool = False, workers: int = 1, engine: str = "local", address: str | None = None) -> int:
+    """Write one record per input (JSON lines, or CSV/Parquet rows) to ``output`` or ``stream``;
+    returns how many inputs could not be read.
 
-    from ferkit.inference.annotate import annotate
-    from ferkit.inference.outputs import unique_stems
+    Args:
+        workers: local engine: processes that decode and detect (1: all in this process).
+        resume: skip the inputs already in ``output`` and append the rest.
+        engine: "local", or "ray" (Ray Data on a local Ray or the cluster at ``address``).
+    """
+    from ferkit.inference.batch import predict_records
+    from ferkit.inference.writers import RecordWriter, format_of
 
-    stream = stream or sys.stdout
-    inputs = expand_inputs(paths, recursive)
-    labels = recognizer.labels
-    writer = None
-    if fmt == "csv":
-        writer = csv.writer(stream)
-        writer.writerow(["path", "face", "x", "y", "w", "h", "emotion", "confidence", *(f"p_{n}" for n in labels), "error"])
-    stems = unique_stems([path for path, error in inputs if error is None])
+    writer = RecordWriter(recognizer.labels, format_of(output, fmt), output, stream, resume)
+    todo = [(path, error) for path, error in expand_inputs(paths, recursive) if path not in writer.done]
+    if engine == "ray":
+        from ferkit.inference.ray_data import ray_records
+
+        records = ray_records(recognizer, todo, address=address)
+    elif engine == "local":
+        records = predict_records(recognizer, todo, workers)
+    else:
+        raise FerkitError(f"unknown engine '{engine}'; choose local or ray")
+    stems = unique_stems([path for path, error in todo if error is None]) if annotate_dir else {}
     if annotate_dir:
         Path(annotate_dir).mkdir(parents=True, exist_ok=True)
     failures = 0
-    for path, error in tqdm(inputs, desc="images", unit="img", disable=len(inputs) < 2):
-        faces = []
-        if error is None:
-            try:
-                analysis = recognizer.analyze_image(path)
-                faces = analysis.results
-                if annotate_dir:
-                    from PIL import Image
-
-                    drawn = annotate(analysis.image, faces, box_scale=analysis.scale)
-                    Image.fromarray(drawn).save(Path(annotate_dir) / f"{stems[path]}_annotated.png")
-            except FerkitError as exc:
-                error = str(exc)
-        failures += error is not None
-        if writer is None:
-            record = {"path": path, "faces": [f.to_dict() for f in faces]}
-            if error is not None:
-                record["error"] = error
-            stream.write(json.dumps(record) + "\n")
-        elif error is not None or not faces:
-            writer.writerow([path, "", "", "", "", "", "", "", *[""] * len(labels), error or ""])
-        else:
-            for i, f in enumerate(faces):
-                writer.writerow([path, i, *f.box, f.emotion, f"{f.confidence:.6f}",
-                                 *(f"{f.probabilities[n]:.6f}" for n in labels), ""])
-        stream.flush()
+    try:
+        with tqdm(total=len(todo), desc="images", unit="img", disable=len(todo) < 2, file=sys.stderr) as bar:
+            for record in records:
+                writer.write(record)
+                failures += "error" in record
+                if annotate_dir and "error" not in record:
+                    _annotate(record, Path(annotate_dir) / f"{stems[record['path']]}_annotated.png")
+                bar.update()
+    finally:
+        writer.close()
     return failures
+
+
+def _annotate(record: dict, target: Path) -> None:
+    from PIL import Image
+
+    from ferkit.inference.annotate import annotate
+    from ferkit.inference.images import load_image_scaled
+    from ferkit.inference.recognizer import FaceResult
+
+    rgb, scale = load_image_scaled(record["path"])
+    faces = [FaceResult(tuple(f["box"]), f["emotion"], f["confidence"], f["probabilities"], f["detection_score"])
+             for f in record["faces"]]
+    Image.fromarray(annotate(rgb, faces, box_scale=scale)).save(target)

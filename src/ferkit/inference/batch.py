@@ -1,0 +1,124 @@
+"""Batch prediction over many image files: decode and detect in parallel, classify the faces of
+many images in one batch, yield one record per input in input order.
+
+The same two steps serve the local engine (a process pool) and the Ray engine (actors), so both
+give the same records: ``prepare`` (decode, detect, crop; no classifier needed) and
+``finish`` (classify a group of prepared images, make their records).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ferkit.detection import DetectorOptions, Face, FaceDetector, create_detector
+from ferkit.errors import FerkitError
+from ferkit.inference.recognizer import Recognizer
+
+#: Images whose faces are classified together (one classifier batch per group).
+GROUP_IMAGES = 32
+#: Inputs handed to the worker processes at a time.
+WINDOW = 512
+
+
+@dataclass
+class Prepared:
+    """One input after decoding and detection: its faces and 48x48 gray crops, or its error."""
+
+    path: str
+    faces: list[Face] = field(default_factory=list)
+    crops: np.ndarray | None = None
+    scale: float = 1.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DetectSpec:
+    """What a worker needs to detect and crop like the recognizer does (it needs no classifier)."""
+
+    detector: str
+    options: DetectorOptions
+    size: int
+
+    @classmethod
+    def of(cls, recognizer: Recognizer) -> DetectSpec:
+        return cls(recognizer.detector.name, recognizer.detector.options, recognizer.classifier.preprocessing.size)
+
+
+_WORKER: dict[DetectSpec, FaceDetector] = {}
+
+
+def prepare(path: str, spec: DetectSpec, error: str | None = None) -> Prepared:
+    """Decode, detect and crop one file (in any process); unreadable files give an error, never raise."""
+    if error is not None:
+        return Prepared(path, error=error)
+    from ferkit.detection import crop_face
+    from ferkit.inference.images import load_image_scaled
+
+    detector = _WORKER.get(spec)
+    if detector is None:
+        detector = _WORKER[spec] = create_detector(spec.detector, spec.options)
+    try:
+        rgb, scale = load_image_scaled(path)
+    except FerkitError as exc:
+        return Prepared(path, error=str(exc))
+    import cv2
+
+    faces = detector.detect(rgb)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    crops = (np.stack([crop_face(gray, face, size=spec.size) for face in faces]) if faces
+             else np.zeros((0, spec.size, spec.size), np.uint8))
+    return Prepared(path, faces, crops, scale)
+
+
+def finish(recognizer: Recognizer, group: list[Prepared]) -> list[dict[str, Any]]:
+    """Classify every face of a group of prepared inputs in one batch; one record per input:
+    ``{"path", "faces": [FaceResult.to_dict()...]}`` plus ``"error"`` when it could not be read."""
+    crops = [p.crops for p in group if p.crops is not None and len(p.crops)]
+    probs = recognizer.classify(np.concatenate(crops)) if crops else np.zeros((0, len(recognizer.labels)))
+    records, start = [], 0
+    for item in group:
+        count = 0 if item.crops is None else len(item.crops)
+        results = recognizer.results(item.faces, probs[start : start + count], item.scale)
+        start += count
+        record: dict[str, Any] = {"path": item.path, "faces": [r.to_dict() for r in results]}
+        if item.error is not None:
+            record["error"] = item.error
+        records.append(record)
+    return records
+
+
+def predict_records(recognizer: Recognizer, inputs: Iterable[tuple[str, str | None]], workers: int = 1) -> Iterator[dict[str, Any]]:
+    """One record per (path, error) input, in input order. ``workers`` > 1 decodes and detects in
+    that many processes (spawned: no state shared with this one) while this process classifies."""
+    spec = DetectSpec.of(recognizer)
+    if workers <= 1:
+        yield from _grouped(recognizer, (prepare(path, spec, error) for path, error in inputs))
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        def prepared() -> Iterator[Prepared]:
+            window = list(islice(iter_inputs, WINDOW))
+            while window:  # a window at a time: a million inputs never become a million futures
+                yield from pool.map(prepare, [p for p, _ in window], [spec] * len(window), [e for _, e in window],
+                                    chunksize=4)
+                window = list(islice(iter_inputs, WINDOW))
+
+        iter_inputs = iter(inputs)
+        yield from _grouped(recognizer, prepared())
+
+
+def _grouped(recognizer: Recognizer, prepared: Iterable[Prepared]) -> Iterator[dict[str, Any]]:
+    group: list[Prepared] = []
+    for item in prepared:
+        group.append(item)
+        if len(group) >= GROUP_IMAGES:
+            yield from finish(recognizer, group)
+            group = []
+    if group:
+        yield from finish(recognizer, group)

@@ -1,0 +1,124 @@
+"""Batch prediction: parallel workers, JSON lines / CSV / Parquet, resuming an interrupted run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from ferkit.cli import main
+from ferkit.inference import writers
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 inputs: photos with 1 and 5 faces at several sizes, a face-less image and a broken file."""
+    root = tmp_path_factory.mktemp("photos")
+    group, close_up = Image.open(DATA / "bbt3.jpg").convert("RGB"), Image.open(DATA / "amy1.png").convert("RGB")
+    for i in range(5):
+        group.resize((int(group.width * (0.9 + 0.1 * i)), int(group.height * (0.9 + 0.1 * i)))).save(root / f"g{i}.jpg")
+        frame = Image.new("RGB", (320, 240), (40 * i, 90, 120))
+        frame.paste(close_up.resize((90 + 10 * i, 90 + 10 * i)), (20 * i, 10 * i))
+        frame.save(root / f"c{i}.png")
+    Image.new("RGB", (200, 150), (128, 128, 128)).save(root / "blank.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return root
+
+
+def _run(*args: str) -> int:
+    return main(["predict", *args])
+
+
+def test_workers_give_the_same_records_as_one_process(folder: Path, tmp_path: Path):
+    assert _run(str(folder), "--workers", "1", "--output", str(tmp_path / "one.jsonl")) == 0
+    assert _run(str(folder), "--workers", "2", "--output", str(tmp_path / "two.jsonl")) == 0
+    one = (tmp_path / "one.jsonl").read_text()
+    assert one == (tmp_path / "two.jsonl").read_text()
+    records = [json.loads(line) for line in one.splitlines()]
+    assert [Path(r["path"]).name for r in records] == sorted(p.name for p in folder.iterdir())
+    by_name = {Path(r["path"]).name: r for r in records}
+    assert len(by_name["g0.jpg"]["faces"]) == 5 and len(by_name["c3.png"]["faces"]) == 1
+    assert by_name["blank.png"]["faces"] == [] and "error" not in by_name["blank.png"]
+    assert "not an image" in by_name["broken.jpg"]["error"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_resume_after_a_kill_mid_line_gives_the_uninterrupted_output(folder: Path, tmp_path: Path, suffix: str):
+    full = tmp_path / f"full{suffix}"
+    assert _run(str(folder), "--output", str(full), "--workers", "1") == 0
+    text = full.read_text()
+    cut = tmp_path / f"cut{suffix}"
+    lines = text.splitlines(keepends=True)
+    cut.write_text("".join(lines[:6]) + lines[6][: len(lines[6]) // 2])  # killed while writing line 7
+    assert _run(str(folder), "--output", str(cut), "--resume", "--workers", "1") == 0
+    assert cut.read_text() == text
+    assert _run(str(folder), "--output", str(cut), "--resume") == 0  # nothing left to do: unchanged
+    assert cut.read_text() == text
+
+
+def test_parquet_resume_after_an_interruption(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    full, cut = tmp_path / "full.parquet", tmp_path / "cut.parquet"
+    assert _run(str(folder), "--output", str(full), "--workers", "1") == 0
+    table = pq.read_table(full)
+    assert table.column_names[:3] == ["path", "face", "x"] and table.num_rows == 5 * 5 + 5 + 2
+    original, calls = writers.RecordWriter.write, []
+
+    def interrupted(self: writers.RecordWriter, record: dict) -> None:
+        calls.append(record["path"])
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        original(self, record)
+
+    monkeypatch.setattr(writers.RecordWriter, "write", interrupted)
+    assert _run(str(folder), "--output", str(cut), "--workers", "1") == 130
+    assert pq.read_table(cut).num_rows < table.num_rows  # what was done before the interruption is kept
+    monkeypatch.setattr(writers.RecordWriter, "write", original)
+    assert _run(str(folder), "--output", str(cut), "--resume", "--workers", "1") == 0
+    assert pq.read_table(cut).equals(table)
+    assert not (tmp_path / "cut.parquet.partial.jsonl").exists()
+
+
+def test_a_killed_parquet_run_resumes_from_its_journal(folder: Path, tmp_path: Path):
+    full, cut = tmp_path / "full.parquet", tmp_path / "cut.parquet"
+    assert _run(str(folder), "--output", str(full), "--workers", "1") == 0
+    assert _run(str(folder), "--output", str(tmp_path / "all.jsonl"), "--workers", "1") == 0
+    lines = (tmp_path / "all.jsonl").read_text().splitlines(keepends=True)
+    journal = tmp_path / "cut.parquet.partial.jsonl"  # what a killed run leaves: the journal, no Parquet
+    journal.write_text("".join(lines[:4]) + lines[4][:30])
+    assert _run(str(folder), "--output", str(cut), "--resume", "--workers", "1") == 0
+    assert pq.read_table(cut).equals(pq.read_table(full))
+
+
+def test_output_errors_are_clear(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert _run(str(folder), "--format", "parquet") == 2
+    assert "Parquet needs a file" in capsys.readouterr().err
+    assert _run(str(folder), "--resume") == 2
+    (tmp_path / "other.jsonl").write_text('{"something": "else"}\n')
+    assert _run(str(folder), "--output", str(tmp_path / "other.jsonl"), "--resume") == 2
+    assert "not a ferkit record" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ray_engine_matches_the_local_engine(folder: Path, tmp_path: Path):
+    pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'ferkit[ray]'")
+    import ray
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(4):  # ~50 inputs
+        for image in folder.iterdir():
+            shutil.copy(image, many / f"{i}_{image.name}")
+    assert _run(str(many), "--output", str(tmp_path / "local.jsonl"), "--workers", "2") == 0
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        assert _run(str(many), "--engine", "ray", "--output", str(tmp_path / "ray.jsonl")) == 0
+    finally:
+        ray.shutdown()
+    assert (tmp_path / "ray.jsonl").read_text() == (tmp_path / "local.jsonl").read_text()
+    assert len((tmp_path / "local.jsonl").read_text().splitlines()) == 48
