@@ -62,8 +62,9 @@ class _Predictor:
     """A Ray Data actor: one recognizer, used for every batch of paths it is given."""
 
     def __init__(self, recipe: Recipe) -> None:
-        from ferkit.inference.batch import DetectSpec
+        from ferkit.inference.batch import DetectSpec, single_threaded
 
+        single_threaded()  # one CPU per actor: the actors are the parallelism
         self.recognizer = recipe.build()
         self.spec = DetectSpec.of(self.recognizer)
 
