@@ -122,3 +122,34 @@ def test_ray_engine_matches_the_local_engine(folder: Path, tmp_path: Path):
         ray.shutdown()
     assert (tmp_path / "ray.jsonl").read_text() == (tmp_path / "local.jsonl").read_text()
     assert len((tmp_path / "local.jsonl").read_text().splitlines()) == 48
+
+
+@pytest.mark.slow
+def test_videos_on_ray_write_one_timeline_each(tmp_path: Path):
+    pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'ferkit[ray]'")
+    import cv2
+    import numpy as np
+    import ray
+
+    from ferkit.inference.ray_data import process_videos
+
+    face = cv2.cvtColor(np.asarray(Image.open(DATA / "amy1.png").convert("RGB")), cv2.COLOR_RGB2BGR)
+    clips = []
+    for name, frames in (("a.avi", 12), ("b.avi", 8)):
+        writer = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+        for i in range(frames):
+            frame = np.full((240, 320, 3), 80, np.uint8)
+            frame[40:190, 20 + 5 * i : 170 + 5 * i] = face
+            writer.write(frame)
+        writer.release()
+        clips.append(str(tmp_path / name))
+    (tmp_path / "broken.avi").write_bytes(b"not a video")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        results = process_videos([*clips, str(tmp_path / "broken.avi")], tmp_path / "timelines")
+    finally:
+        ray.shutdown()
+    assert [r["frames"] for r in results[:2]] == [12, 8] and [r["tracks"] for r in results[:2]] == [1, 1]
+    assert "error" in results[2]
+    rows = (tmp_path / "timelines" / "a.csv").read_text().splitlines()
+    assert len(rows) == 1 + 12 and "happiness" in rows[1]

@@ -122,3 +122,42 @@ def ray_records(recognizer: Recognizer, inputs: Sequence[tuple[str, str | None]]
         if row["error"]:
             record["error"] = row["error"]
         yield record
+
+
+def _video_task(recipe: Recipe, source: str, csv_path: str, every: int) -> dict[str, Any]:
+    from ferkit.inference.batch import single_threaded
+    from ferkit.video.process import run_video
+
+    single_threaded()
+    summary = run_video(recipe.build(), source, out_csv=csv_path, every=every, progress=False)
+    return {"video": source, "csv": csv_path, "frames": summary.frames, "faces": summary.faces,
+            "tracks": len(summary.tracks), "unreadable": summary.unreadable}
+
+
+def process_videos(videos: Sequence[str], out_dir: str | Path, recognizer: Recognizer | None = None,
+                   every: int = 1, address: str | None = None) -> list[dict[str, Any]]:
+    """One Ray task per video, each writing its per-frame CSV timeline (tracking and smoothing as
+    ``ferkit video``) into ``out_dir`` as STEM.csv; returns a summary per video, in order. A video
+    that cannot be read gives a summary with its ``error``."""
+    import ray
+
+    from ferkit.inference.outputs import unique_stems
+    from ferkit.inference.recognizer import load
+
+    _init(address)
+    recipe = Recipe.of(recognizer or load())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = unique_stems(list(videos))
+    task = ray.remote(num_cpus=1)(_video_task)
+    pending = [task.remote(recipe, video, str(out / f"{stems[video]}.csv"), every) for video in videos]
+    results = []
+    for video, ref in zip(videos, pending):
+        try:
+            results.append(ray.get(ref))
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, FerkitError) else None
+            if cause is None:
+                raise
+            results.append({"video": video, "error": str(cause)})
+    return results
