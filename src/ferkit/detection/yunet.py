@@ -1,10 +1,60 @@
-"""libfacedetection (YuNet-style CNN with 5 landmarks), through the `yuface` wheel that ships its weights."""
+"""libfacedetection (YuNet-style CNN with 5 landmarks), the library shipped in the `yuface` wheel.
+
+ferkit calls the library's ``facedetect_cnn`` directly through ctypes instead of ``yuface.detect``:
+that wrapper allocates the library's 36 KB result buffer on every call and never frees it (a
+10-minute video grew by 1.8 MB a second). Here each thread reuses one buffer; the boxes and
+landmarks are the wrapper's, as signed values (a face cut by the image edge keeps its negative x).
+"""
 
 from __future__ import annotations
+
+import ctypes
+import threading
+from pathlib import Path
 
 import numpy as np
 
 from ferkit.detection.base import Face, FaceDetector
+
+#: The result buffer size libfacedetection documents (DETECT_BUFFER_SIZE): a count, then 16
+#: shorts per face (confidence, x, y, w, h, five landmark points, reserved).
+BUFFER_BYTES = 0x9000
+_FIELDS = 16
+
+
+class _Library:
+    """The shared library and one result buffer per thread (the call itself is thread-safe)."""
+
+    def __init__(self) -> None:
+        import yuface
+
+        library = ctypes.CDLL(str(Path(yuface.__file__).resolve().parent / "libfacedetection.so"))
+        self.detect_cnn = getattr(library, "_Z14facedetect_cnnPhS_iii")  # facedetect_cnn(uchar*, uchar*, int, int, int)
+        self.detect_cnn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.detect_cnn.restype = ctypes.POINTER(ctypes.c_int)
+        self.local = threading.local()
+
+    def detect(self, bgr: np.ndarray) -> np.ndarray:
+        """Raw detections (N, 16) int16 of a contiguous BGR uint8 image."""
+        buffer = getattr(self.local, "buffer", None)
+        if buffer is None:
+            buffer = self.local.buffer = np.zeros(BUFFER_BYTES, np.uint8)
+        result = self.detect_cnn(buffer.ctypes.data, bgr.ctypes.data, bgr.shape[1], bgr.shape[0], bgr.strides[0])
+        count = result[0] if result else 0
+        count = min(count, (BUFFER_BYTES - 4) // (2 * _FIELDS))
+        return buffer[4 : 4 + count * 2 * _FIELDS].view(np.int16).reshape(count, _FIELDS).copy()
+
+
+_LIBRARY: _Library | None = None
+_LOCK = threading.Lock()
+
+
+def _library() -> _Library:
+    global _LIBRARY
+    with _LOCK:
+        if _LIBRARY is None:
+            _LIBRARY = _Library()
+        return _LIBRARY
 
 
 class YuNetDetector(FaceDetector):
@@ -15,13 +65,13 @@ class YuNetDetector(FaceDetector):
 
     def _detect(self, image_rgb: np.ndarray, min_size: int) -> list[Face]:
         import cv2
-        import yuface
 
-        bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
-        # The library's threshold is applied again (in [0, 1]) by FaceDetector.detect.
-        confs, boxes, landmarks = yuface.detect(np.ascontiguousarray(bgr), conf=min(0.3, self.options.score_threshold))
+        bgr = np.ascontiguousarray(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+        floor = 100 * min(0.3, self.options.score_threshold)  # the threshold is applied again by detect()
         faces = []
-        for conf, box, marks in zip(confs, boxes, landmarks):
-            points = tuple((float(marks[i]), float(marks[i + 1])) for i in range(0, 10, 2))
-            faces.append(Face(tuple(int(v) for v in box), float(conf) / 100.0, points))  # type: ignore[arg-type]
+        for row in _library().detect(bgr):
+            if row[0] <= floor:
+                continue
+            points = tuple((float(row[5 + i]), float(row[6 + i])) for i in range(0, 10, 2))
+            faces.append(Face((int(row[1]), int(row[2]), int(row[3]), int(row[4])), float(row[0]) / 100.0, points))
         return faces
