@@ -128,3 +128,20 @@ def test_haar_minimum_face_size_is_in_original_pixels():
     smallest = min(min(f.box[2], f.box[3]) for f in everyone)
     kept = create_detector("haar", DetectorOptions(min_size=int(smallest * 0.9))).detect(big)
     assert len(everyone) >= 4 and len(kept) == len(everyone)
+
+
+def test_yunet_does_not_leak_memory_per_call():
+    """yuface.detect leaked its 36 KB result buffer on every call; ferkit's own call must not."""
+    import os
+
+    def rss_kb() -> int:
+        return int(Path(f"/proc/{os.getpid()}/status").read_text().split("VmRSS:")[1].split()[0])
+
+    detector = create_detector("yunet")
+    image = _rgb("amy1.png")
+    for _ in range(50):
+        detector.detect(image)
+    before = rss_kb()
+    for _ in range(400):
+        assert len(detector.detect(image)) == 1
+    assert rss_kb() - before < 4000  # 400 leaked buffers would be 14,400 KB
