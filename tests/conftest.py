@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import os
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +124,11 @@ def _train(data: Path, tmp_path_factory: pytest.TempPathFactory, name: str) -> P
             os.environ.pop("FERKIT_CACHE")
         else:
             os.environ["FERKIT_CACHE"] = old
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height: enough to test the size guard without the pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")

@@ -1,7 +1,5 @@
 import io
 import json
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +7,7 @@ import pytest
 from PIL import Image
 
 import ferkit
+from conftest import png_header_only
 from ferkit.cli import main
 from ferkit.data import images as images_module
 from ferkit.inference.images import ImageError, load_image
@@ -62,20 +61,12 @@ def test_onnx_backend_matches_torch(recognizer: ferkit.Recognizer, tmp_path: Pat
     assert np.abs(rec.classifier.logits(crops[:1]) - recognizer.classifier.logits(crops[:1])).max() < 1e-4
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height: enough to test the size guard without the pixels."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
-
-
 def test_bad_files_are_clear_errors(tmp_path: Path):
     cases = {
         "missing.jpg": (None, "no such file"),
         "empty.jpg": (b"", "empty file"),
         "text.jpg": (b"hello, I am text", "not an image file"),
-        "huge.png": (_png_header_only(20000, 20000), "over the 40,000,000-pixel limit"),
+        "huge.png": (png_header_only(20000, 20000), "over the 40,000,000-pixel limit"),
     }
     jpeg = (DATA / "bbt3.jpg").read_bytes()
     cases["truncated.jpg"] = (jpeg[: len(jpeg) // 3], "broken or truncated")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from PIL import Image
 import ferkit
 from ferkit.serve.batching import MicroBatcher
 from ferkit.serve.settings import ServeSettings
+from conftest import png_header_only
 from serve_helpers import REPO, Server, running_server
 
 DATA = Path(__file__).parent / "data"
@@ -56,14 +57,6 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height (a decompression bomb's shape, without the pixels)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 10)) + chunk(b"IEND", b"")
-
-
 def test_analyze_a_real_photo_matches_the_library(server: Server, local: ferkit.Recognizer):
     photo = (DATA / "amy1.png").read_bytes()
     response = httpx.post(server.url + "/v1/analyze", files={"file": ("amy1.png", photo, "image/png")}, timeout=60)
@@ -88,7 +81,7 @@ def test_analyze_options_and_gradcam(server: Server):
     two = httpx.post(server.url + "/v1/analyze", params={"max_faces": 2, "gradcam": "true"}, files=files, timeout=60)
     faces = two.json()["faces"]
     assert [f["box"] for f in faces] == [f["box"] for f in everyone[:2]]  # the two largest, same boxes
-    overlay = Image.open(io.BytesIO(__import__("base64").b64decode(faces[0]["gradcam"])))
+    overlay = Image.open(io.BytesIO(base64.b64decode(faces[0]["gradcam"])))
     x, y, w, h = faces[0]["box"]
     pad = max(w, h) // 8  # the face's region of the photo with a margin
     assert overlay.mode == "RGB" and overlay.size == (w + 2 * pad, h + 2 * pad)
@@ -139,8 +132,8 @@ def hostile_uploads() -> list[tuple[str, str, dict, dict, int]]:
         ("empty file", "/v1/analyze", {"file": ("e.jpg", b"", "image/jpeg")}, {}, 400),
         ("text as jpeg", "/v1/analyze", {"file": ("t.jpg", b"hello, I am text", "image/jpeg")}, {}, 400),
         ("truncated jpeg", "/v1/analyze", {"file": ("t.jpg", jpeg[: len(jpeg) // 3], "image/jpeg")}, {}, 400),
-        ("png bomb 20000x20000", "/v1/analyze", {"file": ("b.png", _png_header(20000, 20000), "image/png")}, {}, 413),
-        ("png over the pixel limit", "/v1/analyze", {"file": ("b.png", _png_header(2500, 2000), "image/png")}, {}, 413),
+        ("png bomb 20000x20000", "/v1/analyze", {"file": ("b.png", png_header_only(20000, 20000), "image/png")}, {}, 413),
+        ("png over the pixel limit", "/v1/analyze", {"file": ("b.png", png_header_only(2500, 2000), "image/png")}, {}, 413),
         ("gif bomb 65535x65535", "/v1/analyze", {"file": ("b.gif", gif_bomb, "image/gif")}, {}, 413),
         ("svg with script", "/v1/analyze", {"file": ("s.svg", svg, "image/svg+xml")}, {}, 400),
         ("postscript", "/v1/analyze", {"file": ("p.eps", eps, "image/x-eps")}, {}, 400),
@@ -247,6 +240,18 @@ def _open_slow_request(url: str) -> socket.socket:
     return sock
 
 
+def _read_response(sock: socket.socket) -> str:
+    """One whole HTTP response (headers and a Content-Length body), however the segments arrive."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return (head + b"\r\n\r\n" + body).decode()
+
+
 def test_a_full_queue_answers_503_with_retry_after_and_a_stuck_request_times_out(guarded: Server):
     files = {"file": ("a.png", (DATA / "amy1.png").read_bytes(), "image/png")}
     auth = {"Authorization": f"Bearer {KEYS[0]}"}
@@ -257,7 +262,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_a_stuck_request_times_out
         assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
         assert busy.json()["error"]["code"] == "overloaded"
         slow.settimeout(15)
-        answer = slow.recv(4096).decode()
+        answer = _read_response(slow)
         assert answer.startswith("HTTP/1.1 503") and "no answer within 3 s" in answer
     finally:
         slow.close()

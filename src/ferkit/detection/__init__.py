@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ferkit.detection.base import DetectorOptions, Face, FaceDetector
-from ferkit.detection.crop import CROP_SCALE, crop_face, crop_matrix
+from ferkit.detection.crop import CROP_SCALE, crop_face, crop_faces, crop_matrix
 from ferkit.errors import FerkitError
 
 DETECTOR_NAMES: tuple[str, ...] = ("yunet", "haar")
@@ -24,4 +24,4 @@ def create_detector(name: str = DEFAULT_DETECTOR, options: DetectorOptions | Non
 
 
 __all__ = ["CROP_SCALE", "DEFAULT_DETECTOR", "DETECTOR_NAMES", "DetectorOptions", "Face", "FaceDetector",
-           "create_detector", "crop_face", "crop_matrix"]
+           "create_detector", "crop_face", "crop_faces", "crop_matrix"]

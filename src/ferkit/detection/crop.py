@@ -60,6 +60,16 @@ def crop_face(gray: np.ndarray, face: Face, scale: float = CROP_SCALE, size: int
     return cv2.warpAffine(region, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+def crop_faces(image_rgb: np.ndarray, faces: list[Face], size: int = FACE_SIZE) -> np.ndarray:
+    """Gray crops (N, size, size) of ``faces`` in an RGB uint8 image, as the models were trained on."""
+    import cv2
+
+    if not faces:
+        return np.zeros((0, size, size), np.uint8)
+    gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
+    return np.stack([crop_face(gray, face, size=size) for face in faces])
+
+
 def _region(gray: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
     """The (side, side) square of ``gray`` at (left, top), outside pixels repeating the border."""
     import cv2

@@ -12,7 +12,7 @@ import multiprocessing
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,11 +29,12 @@ WINDOW = 512
 
 @dataclass
 class Prepared:
-    """One input after decoding and detection: its faces and 48x48 gray crops, or its error."""
+    """One input after decoding and detection: its faces and 48x48 gray crops (none when it could
+    not be read, with its error)."""
 
     path: str
-    faces: list[Face] = field(default_factory=list)
-    crops: np.ndarray | None = None
+    faces: list[Face]
+    crops: np.ndarray
     scale: float = 1.0
     error: str | None = None
 
@@ -56,38 +57,30 @@ _WORKER: dict[DetectSpec, FaceDetector] = {}
 
 def prepare(path: str, spec: DetectSpec, error: str | None = None) -> Prepared:
     """Decode, detect and crop one file (in any process); unreadable files give an error, never raise."""
-    if error is not None:
-        return Prepared(path, error=error)
-    from ferkit.detection import crop_face
+    from ferkit.detection import crop_faces
     from ferkit.inference.images import load_image_scaled
 
+    if error is None:
+        try:
+            rgb, scale = load_image_scaled(path)
+        except FerkitError as exc:
+            error = str(exc)
+    if error is not None:
+        return Prepared(path, [], np.zeros((0, spec.size, spec.size), np.uint8), error=error)
     detector = _WORKER.get(spec)
     if detector is None:
         detector = _WORKER[spec] = create_detector(spec.detector, spec.options)
-    try:
-        rgb, scale = load_image_scaled(path)
-    except FerkitError as exc:
-        return Prepared(path, error=str(exc))
-    import cv2
-
     faces = detector.detect(rgb)
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    crops = (np.stack([crop_face(gray, face, size=spec.size) for face in faces]) if faces
-             else np.zeros((0, spec.size, spec.size), np.uint8))
-    return Prepared(path, faces, crops, scale)
+    return Prepared(path, faces, crop_faces(rgb, faces, spec.size), scale)
 
 
 def finish(recognizer: Recognizer, group: list[Prepared]) -> list[dict[str, Any]]:
     """Classify every face of a group of prepared inputs in one batch; one record per input:
     ``{"path", "faces": [FaceResult.to_dict()...]}`` plus ``"error"`` when it could not be read."""
-    crops = [p.crops for p in group if p.crops is not None and len(p.crops)]
-    probs = recognizer.classify(np.concatenate(crops)) if crops else np.zeros((0, len(recognizer.labels)))
-    records, start = [], 0
-    for item in group:
-        count = 0 if item.crops is None else len(item.crops)
-        results = recognizer.results(item.faces, probs[start : start + count], item.scale)
-        start += count
-        record: dict[str, Any] = {"path": item.path, "faces": [r.to_dict() for r in results]}
+    results = recognizer.results_many([(item.faces, item.crops, item.scale) for item in group])
+    records = []
+    for item, faces in zip(group, results):
+        record: dict[str, Any] = {"path": item.path, "faces": [r.to_dict() for r in faces]}
         if item.error is not None:
             record["error"] = item.error
         records.append(record)
@@ -101,15 +94,14 @@ def predict_records(recognizer: Recognizer, inputs: Iterable[tuple[str, str | No
     if workers <= 1:
         yield from _grouped(recognizer, (prepare(path, spec, error) for path, error in inputs))
         return
+    remaining = iter(inputs)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=single_threaded) as pool:
         def prepared() -> Iterator[Prepared]:
-            window = list(islice(iter_inputs, WINDOW))
-            while window:  # a window at a time: a million inputs never become a million futures
+            # A window at a time: a million inputs never become a million futures.
+            while window := list(islice(remaining, WINDOW)):
                 yield from pool.map(prepare, [p for p, _ in window], [spec] * len(window), [e for _, e in window],
                                     chunksize=4)
-                window = list(islice(iter_inputs, WINDOW))
 
-        iter_inputs = iter(inputs)
         yield from _grouped(recognizer, prepared())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ferkit.errors import CheckpointError
+from ferkit.inference.metadata import WEIGHTS_FILE
 
 WEIGHTS_ROOT = Path(__file__).resolve().parent.parent / "weights"
 BUNDLED_MODELS = ("fast", "accurate")
@@ -30,13 +31,13 @@ def bundled_dir(name: str) -> Path:
 
 def bundled_models() -> tuple[str, ...]:
     """The bundled models this install holds, in BUNDLED_MODELS order."""
-    return tuple(name for name in BUNDLED_MODELS if (bundled_dir(name) / "weights.safetensors").is_file())
+    return tuple(name for name in BUNDLED_MODELS if (bundled_dir(name) / WEIGHTS_FILE).is_file())
 
 
 def bundled_weights(name: str = DEFAULT_MODEL) -> Path:
     """The folder of the bundled model ``name``; a clear error when this install lacks it."""
     folder = bundled_dir(name)
-    if not (folder / "weights.safetensors").is_file():
+    if not (folder / WEIGHTS_FILE).is_file():
         held = ", ".join(bundled_models()) or "none"
         raise CheckpointError(f"this ferkit install has no bundled '{name}' model (it holds: {held}); "
                               "pass a run folder, .safetensors or .onnx file instead")

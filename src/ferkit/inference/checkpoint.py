@@ -17,12 +17,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ferkit.errors import CheckpointError, FerkitError
-from ferkit.inference.metadata import FORMAT, FORMAT_VERSION, check_sha256, sha256_file, validate_metadata
+from ferkit.inference.metadata import (FORMAT, FORMAT_VERSION, METADATA_FILE, WEIGHTS_FILE, check_sha256, sha256_file,
+                                       validate_metadata)
 from ferkit.models import create_model
 from ferkit.preprocessing import Preprocessing
 
-WEIGHTS_FILE = "weights.safetensors"
-METADATA_FILE = "model.json"
 #: The largest model ferkit builds from a model.json (the seed's largest network has 5.9 M).
 MAX_PARAMETERS = 50_000_000
 

@@ -18,6 +18,9 @@ from ferkit.labels import EMOTIONS
 
 FORMAT = "ferkit-weights"
 FORMAT_VERSION = 1
+#: The two files of a weights folder (a run folder or a bundled model).
+WEIGHTS_FILE = "weights.safetensors"
+METADATA_FILE = "model.json"
 MAX_FACE_SIZE = 512
 
 

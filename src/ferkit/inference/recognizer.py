@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ferkit.detection import DEFAULT_DETECTOR, DetectorOptions, Face, FaceDetector, create_detector, crop_face
+from ferkit.detection import DEFAULT_DETECTOR, DetectorOptions, Face, FaceDetector, create_detector, crop_faces
 from ferkit.inference.base import Classifier
 from ferkit.inference.images import ImageSource, load_image_scaled
 
@@ -95,13 +95,7 @@ class Recognizer:
 
     def crops(self, rgb: np.ndarray, faces: Sequence[Face]) -> np.ndarray:
         """48x48 gray crops (N, 48, 48) of ``faces`` in an RGB image, as the model was trained on."""
-        import cv2
-
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        size = self.classifier.preprocessing.size
-        if not faces:
-            return np.zeros((0, size, size), np.uint8)
-        return np.stack([crop_face(gray, face, size=size) for face in faces])
+        return crop_faces(rgb, list(faces), self.classifier.preprocessing.size)
 
     def results(self, faces: Sequence[Face], probs: np.ndarray, scale: float = 1.0) -> list[FaceResult]:
         """Pair detected faces with their probability rows; boxes multiplied by ``scale``."""
@@ -138,10 +132,17 @@ class Recognizer:
     def analyze_many(self, images: Iterable[ImageSource]) -> list[list[FaceResult]]:
         """analyze() for many images, classifying all their faces in one batch."""
         found = [self.detect(image) for image in images]
-        crops = [self.crops(rgb, faces) for rgb, faces, _ in found]
-        probs = self.classify(np.concatenate(crops)) if crops else np.zeros((0, len(self.labels)))
+        return self.results_many([(faces, self.crops(rgb, faces), scale) for rgb, faces, scale in found])
+
+    def results_many(self, found: Sequence[tuple[Sequence[Face], np.ndarray, float]],
+                     classify: Callable[[np.ndarray], np.ndarray] | None = None) -> list[list[FaceResult]]:
+        """The results of several images' (faces, crops, scale), every crop classified in one
+        batch by ``classify`` (default: this recognizer's; e.g. a shared micro-batcher)."""
+        crops = [batch for _, batch, _ in found]
+        size = self.classifier.preprocessing.size
+        probs = (classify or self.classify)(np.concatenate(crops) if crops else np.zeros((0, size, size), np.uint8))
         out, start = [], 0
-        for (_, faces, scale), batch in zip(found, crops):
+        for faces, batch, scale in found:
             out.append(self.results(faces, probs[start : start + len(batch)], scale))
             start += len(batch)
         return out
@@ -225,7 +226,9 @@ def load(
 
         if onnx_path is None:
             raise FerkitError(f"{path}: the onnx backend needs a .onnx file; make one with `ferkit export --format onnx`")
-        torch_weights = path / "weights.safetensors" if path.is_dir() else None
+        from ferkit.inference.metadata import WEIGHTS_FILE
+
+        torch_weights = path / WEIGHTS_FILE if path.is_dir() else None
         classifier = OnnxClassifier(onnx_path, tta=tta, prior=prior, expected_sha256=expected_sha256,
                                     torch_weights=torch_weights if torch_weights and torch_weights.is_file() else None)
     elif backend == "torch":

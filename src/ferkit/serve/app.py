@@ -207,12 +207,11 @@ def _analyze_images(pool: ModelPool, served: ServedModel, images: list[tuple[np.
     detector = pool.detector(options.min_face, options.max_faces or settings.max_faces)
     found = [(rgb, scale, detector.detect(rgb)) for rgb, scale in images]
     crops = [served.recognizer.crops(rgb, faces) for rgb, _, faces in found]
-    probs = served.classify(np.concatenate(crops) if crops else np.zeros((0, 48, 48), np.uint8), settings.timeout_s)
     reporter = Recognizer(served.recognizer.classifier, detector, options.min_confidence)
-    out, start = [], 0
-    for (rgb, scale, faces), batch in zip(found, crops):
-        results = reporter.results(faces, probs[start : start + len(batch)], scale)
-        start += len(batch)
+    analysed = reporter.results_many([(faces, batch, scale) for (_, scale, faces), batch in zip(found, crops)],
+                                     classify=lambda faces: served.classify(faces, settings.timeout_s))
+    out = []
+    for (rgb, scale, faces), batch, results in zip(found, crops, analysed):
         body = {"faces": [r.to_dict() for r in results], "width": round(rgb.shape[1] * scale),
                 "height": round(rgb.shape[0] * scale)}
         if options.gradcam:

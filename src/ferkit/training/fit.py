@@ -23,6 +23,7 @@ from ferkit.data.load import load_dataset
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.evaluation.calibration import calibrate_weights
 from ferkit.inference.bundled import resolve_model
+from ferkit.inference.metadata import METADATA_FILE
 from ferkit.inference.checkpoint import load_model, update_metadata
 from ferkit.models import create_model, layer_table
 from ferkit.preprocessing import Preprocessing
@@ -83,7 +84,7 @@ def _run_folder(config: TrainConfig, resume: bool) -> Path:
     last = run_dir / LAST_CHECKPOINT
     if resume and not last.is_file():
         raise ConfigError(f"cannot resume: {last} does not exist (name the run with --name)")
-    if not resume and (run_dir / "model.json").exists():
+    if not resume and (run_dir / METADATA_FILE).exists():
         raise ConfigError(f"{run_dir} already holds a run; choose another --name or pass --resume")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
