@@ -105,6 +105,37 @@ The first four corruptions are what cameras do to faces (sensor noise of std 8 g
 sigma 1 pixel, JPEG quality 30 with the real codec, a face 24 pixels wide enlarged back to 48); the
 crop rows simulate face detectors that crop tighter (central 80%) or looser (a 10% border) than FER-2013.
 The report with every plot is `reports/{name}/report.md`.
+{onnx_section(name)}"""
+
+
+def onnx_section(name: str) -> str:
+    """The ONNX files' accuracy (from scripts/ship_onnx.py's reports/NAME/onnx.json), if built."""
+    from ferkit.evaluation.robustness import CAMERA_CORRUPTIONS
+    from ferkit.inference.bundled import DEFAULT_PRECISION, ONNX_FILES
+
+    source = REPO / "reports" / name / "onnx.json"
+    if not source.is_file():
+        return ""
+    report = json.loads(source.read_text())
+    default = DEFAULT_PRECISION.get(name, "fp32")
+    rows = []
+    for prior in ("train", "uniform"):
+        for precision, file in ONNX_FILES.items():
+            scores = report[precision] if prior == "train" else report[precision].get("uniform")
+            if scores is None:
+                continue
+            cells = [scores["clean"]] + [scores["robustness"][c] for c in CAMERA_CORRUPTIONS]
+            rows.append(f"| `{file}` ({precision}{', default' if precision == default else ''}) | `{prior}` | "
+                        + " | ".join(f"{pct(c['accuracy'])} / {pct(c['balanced_accuracy'])}" for c in cells) + " |")
+    return f"""
+### ONNX Runtime files (what `ferkit.load("{name}")` runs)
+Exported from these weights by `python scripts/ship_onnx.py {name} --data $DATA` (int8: static, per-channel
+7-bit weights, uint8 activations calibrated on 2,000 FER+ Valid faces); FER+ test, accuracy /
+balanced accuracy:
+
+| file | prior | clean | {" | ".join(CAMERA_CORRUPTIONS)} |
+|---|---|---|{"---|" * len(CAMERA_CORRUPTIONS)}
+{chr(10).join(rows)}
 """
 
 
