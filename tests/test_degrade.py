@@ -95,15 +95,50 @@ def test_degrade_off_and_single_degradations():
 
 
 def test_camera_corruptions_match_the_evaluation_suite():
-    from ferkit.evaluation.robustness import corruptions
+    from ferkit.evaluation.robustness import CAMERA_CORRUPTIONS, corruptions
 
     faces = (_faces(6, seed=4) * 255).round().to(torch.uint8)
     views = D.camera_corruptions(faces.float().div(255), seed=0)
     suite = corruptions()
-    for view, name in zip(views, ["noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px"]):
+    assert len(views) == len(CAMERA_CORRUPTIONS)
+    for view, name in zip(views, CAMERA_CORRUPTIONS):
         ours = view.mul(255).round().squeeze(1).numpy()
         expected = suite[name](faces.squeeze(1).numpy()).astype(np.float32)
         if name == "noise_std8":  # another random draw: compare the spread, not the pixels
             assert (ours - faces.squeeze(1).numpy()).std() == pytest.approx(8, rel=0.1)
         else:
             assert np.abs(ours - expected).mean() < 0.6, name
+
+
+@pytest.mark.parametrize("down, up, pil, side", [("bilinear", "bilinear", Image.BILINEAR, 20),
+                                                 ("bicubic", "bicubic", Image.BICUBIC, 20),
+                                                 ("nearest-exact", "nearest-exact", Image.NEAREST, 24)])
+def test_low_resolution_filters_are_pillows(down, up, pil, side):
+    faces = (_faces(4, seed=2) * 255).round() / 255
+    n = len(faces)
+    out = D.low_resolution(faces, torch.full((n,), side), torch.full((n,), D.SHRINK_FILTERS.index(down)),
+                           torch.full((n,), D.ENLARGE_FILTERS.index(up)))
+    for face, mine in zip((faces * 255).round().to(torch.uint8).squeeze(1).numpy(), out.squeeze(1).numpy()):
+        expected = np.asarray(Image.fromarray(face).resize((side, side), pil).resize((48, 48), pil), dtype=np.float32)
+        assert np.abs(mine * 255 - expected).mean() < 1.0, down
+
+
+def test_degradations_draw_every_shrink_and_enlarge_filter():
+    """Only low resolution enabled: each degraded face equals one of the 4 x 3 filter pairs at
+    some side, and every pair is drawn."""
+    faces = _faces(600, seed=6)
+    cfg = AugmentConfig(**{**OFF.to_dict(), "degrade": 1.0, "gamma": 0, "blur": 0, "noise": 0, "shot_noise": 0,
+                           "jpeg": 0, "low_res": 20})
+    out = BatchAugment(cfg, seed=1)(faces)
+    seen = set()
+    for i in range(0, 600, 3):
+        for side in range(20, 41):
+            candidates = [(d, u) for d in range(4) for u in range(3)
+                          if torch.allclose(D.low_resolution(faces[i:i + 1], torch.tensor([side]), torch.tensor([d]),
+                                                             torch.tensor([u])), out[i:i + 1], atol=1e-6)]
+            if candidates:
+                seen.update(candidates if len(candidates) == 1 else [])
+                break
+        else:
+            raise AssertionError(f"face {i} was not made small by any filter pair")
+    assert len(seen) == 12

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from ferkit.evaluation.robustness import (
+    CAMERA_CORRUPTIONS,
     EYES_BAND,
     brightness,
     corruptions,
@@ -19,8 +20,9 @@ def test_every_corruption_keeps_shape_and_dtype():
     for name, corrupt in corruptions().items():
         out = corrupt(FACES)
         assert out.shape == FACES.shape and out.dtype == np.uint8, name
-    assert list(corruptions())[:4] == ["noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px"]
-    assert len(corruptions()) == 14
+    assert list(corruptions())[:5] == list(CAMERA_CORRUPTIONS) == [
+        "noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px", "lowres_24px_bilinear"]
+    assert len(corruptions()) == 15
 
 
 def test_camera_corruptions_at_their_stated_strengths():
@@ -35,6 +37,17 @@ def test_camera_corruptions_at_their_stated_strengths():
     checker = np.indices((48, 48)).sum(axis=0) % 2 * 255
     low = suite["lowres_24px"](checker[None].astype(np.uint8))
     assert np.abs(low.astype(int) - 127).max() <= 1  # one-pixel detail averages out at 24 px
+    np.testing.assert_array_equal(suite["lowres_24px_bilinear"](flat), flat)
+
+
+def test_bilinear_24px_row_is_pillows_filter_both_ways():
+    from PIL import Image
+
+    face = FACES[0]
+    expected = Image.fromarray(face).resize((24, 24), Image.BILINEAR).resize((48, 48), Image.BILINEAR)
+    np.testing.assert_array_equal(corruptions()["lowres_24px_bilinear"](FACES)[0], np.asarray(expected))
+    # a softer kernel than area averaging: the two rows differ
+    assert np.abs(corruptions()["lowres_24px"](FACES).astype(int) - np.asarray(expected)).mean() > 2
 
 
 def test_occlusion_zeroes_exactly_the_band():

@@ -66,7 +66,7 @@ def test_existing_run_is_not_overwritten(smoke_data: Path, tmp_path: Path, capsy
 
 def test_training_learns_the_synthetic_task(smoke_data: Path, tmp_path: Path):
     """Five epochs on label-dependent stripes must beat chance (1/8) on validation by far."""
-    assert _train(smoke_data, tmp_path, "--epochs", "6", "--lr", "0.003", "--monitor", "val_acc") == 0
+    assert _train(smoke_data, tmp_path, "--epochs", "6", "--lr", "0.003", "--monitor", "val_acc", "--seed", "2") == 0
     meta = json.loads((tmp_path / "smoke" / "model.json").read_text())
     assert meta["metrics"]["val_acc"] > 0.5
 
@@ -150,3 +150,57 @@ def test_monitor_val_robust_acc_keeps_the_epoch_that_holds_up(smoke_data: Path, 
     best = max(range(len(values)), key=values.__getitem__)
     assert meta["monitor"] == "val_robust_acc" and meta["epoch"] == best
     assert meta["metrics"]["val_robust_acc"] == values[best]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(
+    smoke_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+):
+    """Killed in the middle of epoch 2 and resumed from epoch 1's checkpoint: same data order,
+    augmentation and degradation draws, dropout, optimizer and one-cycle schedule, so the same weights."""
+    import lightning as L
+
+    from ferkit.training import build_config, fit
+    from ferkit.training import fit as fit_module
+
+    def config(name: str):
+        return build_config(overrides={
+            "data": str(smoke_data), "out": str(tmp_path), "name": name, "model": "fernet", "epochs": 3,
+            "batch_size": 32, "optimizer": "sgd", "lr": 0.05, "scheduler": "onecycle", "label_mode": "probability",
+            "augment": {"degrade": 0.8}, "monitor": "last", "progress": False, "seed": 5,
+        })
+
+    class KillInEpoch2(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
+            if trainer.current_epoch == 2 and batch_idx == 2:
+                raise _Interrupt
+
+    build_trainer = fit_module._trainer
+    fit(config("whole"))
+    monkeypatch.setattr(fit_module, "_trainer", lambda *a: _with(build_trainer(*a), KillInEpoch2()))
+    with pytest.raises(_Interrupt):
+        fit(config("cut"))
+    monkeypatch.setattr(fit_module, "_trainer", build_trainer)
+    fit(config("cut"), resume=True)
+
+    def weights(name: str) -> dict[str, torch.Tensor]:
+        ckpt = torch.load(tmp_path / name / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert ckpt["epoch"] == 2
+        return ckpt["state_dict"]
+
+    whole, cut = weights("whole"), weights("cut")
+    assert whole.keys() == cut.keys()
+    for key in whole:
+        torch.testing.assert_close(cut[key], whole[key], rtol=0, atol=0, msg=key)
+    history = [json.loads((tmp_path / n / "history.json").read_text()) for n in ("whole", "cut")]
+    assert [r["epoch"] for r in history[1]] == [0, 1, 2]
+    assert [r["lr"] for r in history[1]] == [r["lr"] for r in history[0]]
+    assert [r["train_loss"] for r in history[1]] == [r["train_loss"] for r in history[0]]
+
+
+def _with(trainer, callback):  # noqa: ANN001, ANN202
+    trainer.callbacks.insert(0, callback)
+    return trainer

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 from ferkit.data.dataset import FaceData, RawSplit
 from ferkit.data.protocols import LabelledSplit, apply_protocol
@@ -29,6 +31,33 @@ def holdout(split: RawSplit, fraction: float, seed: int) -> tuple[RawSplit, RawS
         )
 
     return take(order[cut:]), take(order[:cut])
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffled (or, with ``weights``, class-balanced) order of the training faces drawn from a
+    generator seeded by (seed, epoch). Lightning calls ``set_epoch`` before each epoch, so a
+    resumed run sees the same order as an uninterrupted one (a DataLoader's own generator
+    would restart from the seed, repeating the first epoch's order)."""
+
+    def __init__(self, size: int, seed: int, weights: np.ndarray | None = None) -> None:
+        self.size = size
+        self.seed = seed
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        if self.weights is None:
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            order = torch.multinomial(self.weights, self.size, replacement=True, generator=generator)
+        return iter(order.tolist())
 
 
 def _tensors(split: LabelledSplit) -> TensorDataset:
@@ -80,15 +109,11 @@ class FerDataModule(L.LightningDataModule):
         return np.maximum(totals, 1.0) / max(totals.sum(), 1.0)
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
         drop_last = len(self.train) > self.batch_size  # avoid a 1-face batch in BatchNorm
-        if self.balanced_sampling:
-            weights = 1.0 / self.class_prior()[self.train.labels]
-            sampler = WeightedRandomSampler(weights.tolist(), len(self.train), generator=generator)
-            return DataLoader(_tensors(self.train), self.batch_size, sampler=sampler, drop_last=drop_last,
-                              num_workers=self.num_workers)
-        return DataLoader(_tensors(self.train), self.batch_size, shuffle=True, generator=generator,
-                          drop_last=drop_last, num_workers=self.num_workers)
+        weights = 1.0 / self.class_prior()[self.train.labels] if self.balanced_sampling else None
+        sampler = EpochSampler(len(self.train), self.seed, weights)
+        return DataLoader(_tensors(self.train), self.batch_size, sampler=sampler, drop_last=drop_last,
+                          num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_tensors(self.valid), 512, num_workers=self.num_workers)

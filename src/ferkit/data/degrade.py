@@ -32,6 +32,17 @@ JPEG_LUMA_TABLE = (
 MAX_LOW_RES = 40
 MAX_JPEG_QUALITY = 95
 MIN_BLUR = 0.3
+# How a face is made small and enlarged back: scalers, codecs and video pipelines each use their
+# own filter, and a model trained on one only loses much more on the others (Pillow's bilinear
+# both ways costs 2 points more than area averaging). Antialiased bilinear and bicubic are
+# Pillow's filters; "nearest-exact" is Pillow's and OpenCV's nearest neighbour.
+SHRINK_FILTERS = ("area", "bilinear", "bicubic", "nearest-exact")
+ENLARGE_FILTERS = ("bilinear", "bicubic", "nearest-exact")
+# The camera corruptions of `ferkit evaluate --robustness` and of val_robust_acc, one definition.
+EVAL_NOISE_STD = 8.0
+EVAL_BLUR_SIGMA = 1.0
+EVAL_JPEG_QUALITY = 30
+EVAL_LOW_RES = 24
 
 
 def gamma(x: torch.Tensor, gammas: torch.Tensor) -> torch.Tensor:
@@ -55,17 +66,32 @@ def blur(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     return y.view(n, c, h, w)
 
 
-def low_resolution(x: torch.Tensor, sides: torch.Tensor) -> torch.Tensor:
-    """Shrink each face to ``sides[i]`` pixels (area averaging) and enlarge it back (bilinear)."""
+def _resize(x: torch.Tensor, side: int | tuple[int, int], mode: str) -> torch.Tensor:
+    size = (side, side) if isinstance(side, int) else side
+    if mode in ("area", "nearest-exact"):
+        return F.interpolate(x, size=size, mode=mode)
+    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True)
+
+
+def low_resolution(
+    x: torch.Tensor, sides: torch.Tensor, shrink: torch.Tensor | None = None, enlarge: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Shrink each face to ``sides[i]`` pixels and enlarge it back. ``shrink[i]`` and ``enlarge[i]``
+    index SHRINK_FILTERS and ENLARGE_FILTERS; by default area averaging, then bilinear."""
+    n = x.shape[0]
+    shrink = torch.zeros(n, dtype=torch.long) if shrink is None else shrink.long()
+    enlarge = torch.zeros(n, dtype=torch.long) if enlarge is None else enlarge.long()
     out = x.clone()
-    size = x.shape[-2:]
-    for side in sides.unique().tolist():
+    size = (x.shape[-2], x.shape[-1])
+    groups = torch.stack([sides.long().cpu(), shrink.cpu(), enlarge.cpu()], dim=1)
+    for side, down, up in groups.unique(dim=0).tolist():
         if side >= min(size):
             continue
-        index = (sides == side).nonzero().flatten().to(x.device)
-        small = F.interpolate(x[index], size=(int(side), int(side)), mode="area")
-        out[index] = F.interpolate(small, size=size, mode="bilinear", align_corners=False)
-    return out
+        index = ((groups[:, 0] == side) & (groups[:, 1] == down) & (groups[:, 2] == up)).nonzero().flatten()
+        index = index.to(x.device)
+        small = _resize(x[index], int(side), SHRINK_FILTERS[down])
+        out[index] = _resize(small, size, ENLARGE_FILTERS[up])
+    return out.clamp(0, 1) if x.dtype.is_floating_point else out
 
 
 def noise(x: torch.Tensor, std: torch.Tensor, shot_gain: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -118,13 +144,15 @@ def degrade(x: torch.Tensor, cfg: "AugmentConfig", gen: torch.Generator) -> torc
     gammas = torch.exp(_uniform(n, -cfg.gamma, cfg.gamma, gen))
     sigmas = _uniform(n, MIN_BLUR, max(cfg.blur, MIN_BLUR), gen)
     sides = torch.randint(max(1, cfg.low_res), MAX_LOW_RES + 1, (n,), generator=gen)
+    shrink = torch.randint(len(SHRINK_FILTERS), (n,), generator=gen)
+    enlarge = torch.randint(len(ENLARGE_FILTERS), (n,), generator=gen)
     stds = torch.rand(n, generator=gen) * cfg.noise
     gains = torch.rand(n, generator=gen) * cfg.shot_noise
     qualities = torch.randint(max(1, cfg.jpeg), MAX_JPEG_QUALITY + 1, (n,), generator=gen)
     steps = (  # (enabled, operation on the chosen faces), in the order a camera applies them
         (cfg.gamma > 0, lambda y, i: gamma(y, gammas[i])),
         (cfg.blur > 0, lambda y, i: blur(y, sigmas[i])),
-        (0 < cfg.low_res < MAX_LOW_RES, lambda y, i: low_resolution(y, sides[i])),
+        (0 < cfg.low_res < MAX_LOW_RES, lambda y, i: low_resolution(y, sides[i], shrink[i], enlarge[i])),
         (cfg.noise > 0 or cfg.shot_noise > 0, lambda y, i: noise(y, stds[i], gains[i], gen)),
         (0 < cfg.jpeg < MAX_JPEG_QUALITY, lambda y, i: jpeg(y, qualities[i])),
     )
@@ -147,18 +175,22 @@ def degrade(x: torch.Tensor, cfg: "AugmentConfig", gen: torch.Generator) -> torc
 
 
 def camera_corruptions(x: torch.Tensor, seed: int = 0) -> list[torch.Tensor]:
-    """The four camera corruptions of `ferkit evaluate --robustness` at its strengths (noise std 8,
-    blur sigma 1, JPEG quality 30, a face 24 px wide), on a float batch in [0, 1], rounded to
-    8-bit levels as the evaluation's are. Seeded, so a validation pass repeats exactly."""
+    """The camera corruptions of `ferkit evaluate --robustness` (CAMERA_CORRUPTIONS there) at its
+    strengths, on a float batch in [0, 1], rounded to 8-bit levels as the evaluation's are: noise,
+    blur, JPEG, a face EVAL_LOW_RES px wide by area averaging and by bilinear filtering both ways.
+    Seeded, so a validation pass repeats exactly."""
     n = x.shape[0]
     gen = torch.Generator().manual_seed(seed)
+    side = torch.full((n,), EVAL_LOW_RES)
 
     def levels(y: torch.Tensor) -> torch.Tensor:
         return (y * 255).round().clamp(0, 255) / 255
 
+    bilinear = torch.full((n,), SHRINK_FILTERS.index("bilinear"))
     return [
-        levels(noise(x, torch.full((n,), 8.0), torch.zeros(n), gen)),
-        levels(blur(x, torch.full((n,), 1.0))),
-        jpeg(x, torch.full((n,), 30)),
-        levels(low_resolution(x, torch.full((n,), 24))),
+        levels(noise(x, torch.full((n,), EVAL_NOISE_STD), torch.zeros(n), gen)),
+        levels(blur(x, torch.full((n,), EVAL_BLUR_SIGMA))),
+        jpeg(x, torch.full((n,), EVAL_JPEG_QUALITY)),
+        levels(low_resolution(x, side)),
+        levels(low_resolution(x, side, bilinear, torch.full((n,), ENLARGE_FILTERS.index("bilinear")))),
     ]

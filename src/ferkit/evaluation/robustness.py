@@ -14,7 +14,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ferkit.data.degrade import low_resolution
+from ferkit.data.degrade import (
+    EVAL_BLUR_SIGMA,
+    EVAL_JPEG_QUALITY,
+    EVAL_LOW_RES,
+    EVAL_NOISE_STD,
+    low_resolution,
+)
 
 Corruption = Callable[[np.ndarray], np.ndarray]
 EYES_BAND = (0.30, 0.50)
@@ -128,18 +134,31 @@ def downsample(side: int) -> Corruption:
     return apply
 
 
-# The camera degradations real users' faces suffer, at the strengths the model targets are set for.
-CAMERA_CORRUPTIONS = ("noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px")
+def pillow_downsample(side: int, resample: Image.Resampling = Image.Resampling.BILINEAR) -> Corruption:
+    """Shrink to ``side`` x ``side`` and enlarge back with one of Pillow's filters both ways (as
+    image scalers and video pipelines do): a wider, softer kernel than area averaging."""
+
+    def one(face: np.ndarray) -> np.ndarray:
+        image = Image.fromarray(face)
+        return np.asarray(image.resize((side, side), resample).resize(image.size, resample))
+
+    return lambda faces: np.stack([one(face) for face in np.asarray(faces, dtype=np.uint8)])
+
+
+# The camera degradations real users' faces suffer, at the strengths the model targets are set for
+# (the same as degrade.camera_corruptions, which val_robust_acc uses).
+CAMERA_CORRUPTIONS = ("noise_std8", "blur_sigma1", "jpeg_q30", "lowres_24px", "lowres_24px_bilinear")
 
 
 def corruptions() -> dict[str, Corruption]:
     """The robustness suite reported by `ferkit evaluate --robustness`: the camera degradations
     (CAMERA_CORRUPTIONS) first, then occlusion, light, stronger blur and noise, rotation and crops."""
     return {
-        "noise_std8": gaussian_noise(8.0),
-        "blur_sigma1": gaussian_blur(1.0),
-        "jpeg_q30": jpeg(30),
-        "lowres_24px": downsample(24),
+        "noise_std8": gaussian_noise(EVAL_NOISE_STD),
+        "blur_sigma1": gaussian_blur(EVAL_BLUR_SIGMA),
+        "jpeg_q30": jpeg(EVAL_JPEG_QUALITY),
+        "lowres_24px": downsample(EVAL_LOW_RES),
+        "lowres_24px_bilinear": pillow_downsample(EVAL_LOW_RES),
         "occlude_eyes": occlude_band(EYES_BAND),
         "occlude_mouth": occlude_band(MOUTH_BAND),
         "brightness_-40%": brightness(0.6),

@@ -17,6 +17,11 @@ from ferkit.preprocessing import Preprocessing
 from ferkit.training.config import TrainConfig
 
 
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """One seed per (run seed, epoch, process), different for each."""
+    return (seed * 1_000_003 + epoch * 7_919 + rank) % 2**63
+
+
 class FerClassifier(L.LightningModule):
     """Trains ``model`` under ``config``.
 
@@ -56,6 +61,15 @@ class FerClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def on_train_epoch_start(self) -> None:
+        # Every random draw of an epoch (augmentation, degradations, dropout, sampled labels) comes
+        # from generators seeded by (seed, epoch, rank), so a run resumed from the checkpoint of
+        # epoch k trains epoch k + 1 exactly as the uninterrupted run did (the data order is
+        # seeded the same way, see EpochSampler).
+        seed = epoch_seed(self.config.seed, self.current_epoch, self.global_rank)
+        self.augment.generator.manual_seed(seed)
+        torch.manual_seed(seed)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         faces, targets = batch
         x = self.preprocessing.to_unit(faces)
@@ -91,10 +105,11 @@ class FerClassifier(L.LightningModule):
         that a run can keep the epoch that holds up best (``--monitor val_robust_acc``)."""
         unit = x.float() * self.preprocessing.std + self.preprocessing.mean
         correct = (logits.argmax(dim=1) == labels).sum().item()
-        for corrupted in camera_corruptions(unit.cpu(), seed=batch_idx):
+        views = camera_corruptions(unit.cpu(), seed=batch_idx)
+        for corrupted in views:
             view = self.preprocessing.normalize(corrupted.to(x.device)).contiguous(memory_format=torch.channels_last)
             correct += (self(view).float().argmax(dim=1) == labels).sum().item()
-        self._robust += torch.tensor([correct / 5, len(labels)], dtype=torch.float64)
+        self._robust += torch.tensor([correct / (1 + len(views)), len(labels)], dtype=torch.float64)
 
     def on_validation_epoch_end(self) -> None:
         if self.config.monitor == "val_robust_acc" and self._robust[1] > 0:
