@@ -204,3 +204,43 @@ def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_on
 def _with(trainer, callback):  # noqa: ANN001, ANN202
     trainer.callbacks.insert(0, callback)
     return trainer
+
+
+def test_distillation_loss_mixes_labels_and_the_softened_teacher():
+    import math
+
+    from ferkit.training.module import distillation_loss
+
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    teacher = torch.tensor([[0.0, 3.0, 0.0]])
+    target = torch.tensor([0])
+    t = 2.0
+
+    def softmax(v):  # noqa: ANN001, ANN202
+        e = [math.exp(a) for a in v]
+        return [a / sum(e) for a in e]
+
+    student_p, teacher_p = softmax([v / t for v in (2.0, 0.0, -1.0)]), softmax([v / t for v in (0.0, 3.0, 0.0)])
+    kl = sum(q * math.log(q / p) for p, q in zip(student_p, teacher_p))
+    hard = -math.log(softmax([2.0, 0.0, -1.0])[0])
+    assert distillation_loss(logits, target, teacher, 0.3, t).item() == pytest.approx(0.7 * hard + 0.3 * t * t * kl, rel=1e-6)
+    assert distillation_loss(logits, target, teacher, 0.0, t).item() == pytest.approx(hard, rel=1e-6)
+    # the same logits as the teacher: no soft term left
+    assert distillation_loss(teacher, target, teacher, 1.0, t).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_student_distilled_from_a_teacher_records_it(smoke_data: Path, trained_run: Path, tmp_path: Path):
+    assert _train(smoke_data, tmp_path, "--epochs", "1", "--teacher", str(trained_run), "--distill-weight", "0.7",
+                  "--distill-temperature", "3", "--augment", '{"degrade": 0.5}') == 0
+    meta = json.loads((tmp_path / "smoke" / "model.json").read_text())
+    teacher = json.loads((trained_run / "model.json").read_text())
+    assert meta["teacher"]["sha256"] == teacher["sha256"] and meta["teacher"]["weight"] == "0.7"
+    assert meta["training"]["distill_temperature"] == 3.0
+    # the teacher is not part of the student's weights
+    assert json.loads((tmp_path / "smoke" / "model.json").read_text())["model"] == "fernet"
+    assert load_model(tmp_path / "smoke").model.state_dict().keys() == load_model(trained_run).model.state_dict().keys()
+
+
+def test_distillation_options_are_checked(smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert _train(smoke_data, tmp_path, "--epochs", "1", "--teacher", "fast", "--distill-weight", "1.5") == 2
+    assert "distill_weight" in capsys.readouterr().err

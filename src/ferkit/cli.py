@@ -256,6 +256,10 @@ def _augment_help() -> str:
 _TRAIN_HELP = {
     "init_weights": "start from these weights (run folder, .safetensors, or a bundled model: fast, accurate) "
                     "to fine-tune them; the architecture must match",
+    "teacher": "distil from this trained model (run folder, .safetensors, or a bundled model): the loss mixes its "
+               "softened outputs with the labels (--distill-weight, --distill-temperature)",
+    "distill_weight": "share of the teacher's term in the distillation loss, 0-1 (default: 0.5)",
+    "distill_temperature": "softmax temperature of the distillation term (default: 2.0)",
 }
 
 

@@ -32,6 +32,9 @@ class TrainConfig:
     model: str = "fernet"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     init_weights: str | None = None
+    teacher: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
     out: str = "runs"
     name: str | None = None
     label_mode: str = "majority"
@@ -86,6 +89,8 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be a fraction in (0, 1] or a number of batches")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be at least 1")
+        if not 0 <= self.distill_weight <= 1 or self.distill_temperature <= 0:
+            raise ConfigError("distill_weight must be in [0, 1] and distill_temperature above 0")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError("label_smoothing must be in [0, 1)")
         try:

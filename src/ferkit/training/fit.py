@@ -76,6 +76,19 @@ def _initialise(model: torch.nn.Module, config: TrainConfig, classes: tuple[str,
     return {"path": str(loaded.path), "sha256": str(meta["sha256"])}
 
 
+def _teacher(config: TrainConfig, classes: tuple[str, ...], preprocessing: Preprocessing) -> tuple[torch.nn.Module, dict[str, str]]:
+    """The frozen teacher of a distillation run (``config.teacher``) and its record."""
+    loaded = load_model(resolve_model(config.teacher))
+    if loaded.labels != tuple(classes):
+        raise ConfigError(f"teacher {config.teacher} predicts {loaded.labels}, the data have {classes}")
+    if loaded.preprocessing.to_dict() != preprocessing.to_dict():
+        raise ConfigError(f"teacher {config.teacher} normalises its input as {loaded.preprocessing.to_dict()}, "
+                          f"the student as {preprocessing.to_dict()}")
+    record = {"path": str(loaded.path), "sha256": str(loaded.metadata["sha256"]), "model": loaded.metadata["model"],
+              "weight": str(config.distill_weight), "temperature": str(config.distill_temperature)}
+    return loaded.model, record
+
+
 def _run_folder(config: TrainConfig, resume: bool) -> Path:
     """The run folder, created; refuses to overwrite a finished run or to resume a missing one."""
     if not config.data:
@@ -154,7 +167,8 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
     model = create_model(config.model, num_classes=datamodule.num_classes, **config.model_kwargs)
     init = _initialise(model, config, data.classes) if config.init_weights else None
     preprocessing = Preprocessing()
-    module = FerClassifier(model, config, datamodule.class_prior().tolist(), preprocessing)
+    teacher, teacher_record = _teacher(config, data.classes, preprocessing) if config.teacher else (None, None)
+    module = FerClassifier(model, config, datamodule.class_prior().tolist(), preprocessing, teacher)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     (run_dir / "model_summary.txt").write_text(layer_table(model))
     metadata = {
@@ -164,6 +178,7 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
                  "train_faces": len(datamodule.train), "valid_faces": len(datamodule.valid)},
         "training": config.to_dict(),
         **({"init_weights": init} if init else {}),
+        **({"teacher": teacher_record} if teacher_record else {}),
     }
     trainer = _trainer(config, run_dir, metadata)
     started = time.perf_counter()

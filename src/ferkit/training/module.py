@@ -22,6 +22,18 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + rank) % 2**63
 
 
+def distillation_loss(
+    logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor, weight: float, temperature: float,
+) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015): (1 - weight) x cross-entropy with ``targets``
+    (class indices or distributions) + weight x T^2 x KL(teacher || student) at temperature T.
+    The T^2 keeps the soft term's gradients the size of the hard term's whatever T is."""
+    hard = F.cross_entropy(logits, targets)
+    teacher = F.softmax(teacher_logits / temperature, dim=1)
+    soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), teacher, reduction="batchmean") * temperature**2
+    return (1 - weight) * hard + weight * soft
+
+
 class FerClassifier(L.LightningModule):
     """Trains ``model`` under ``config``.
 
@@ -30,6 +42,7 @@ class FerClassifier(L.LightningModule):
         config: the run's configuration.
         class_prior: training class frequencies, used by class_balance "weights" and "logit_adjust".
         preprocessing: input normalisation (stored with the weights).
+        teacher: a trained model whose outputs the student learns too (``config.teacher``); frozen.
     """
 
     def __init__(
@@ -38,6 +51,7 @@ class FerClassifier(L.LightningModule):
         config: TrainConfig,
         class_prior: list[float],
         preprocessing: Preprocessing | None = None,
+        teacher: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters({"config": config.to_dict(), "class_prior": class_prior})
@@ -45,6 +59,8 @@ class FerClassifier(L.LightningModule):
         self.model = model.to(memory_format=torch.channels_last)
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
+        # A plain attribute, not a submodule: the teacher is neither trained nor saved with the student.
+        self._teacher = [teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)] if teacher else []
         self.augment = BatchAugment(config.augment_config, seed=config.seed)
         prior = torch.tensor(class_prior, dtype=torch.float32)
         weights = prior.reciprocal() / prior.reciprocal().mean() if config.class_balance == "weights" else None
@@ -88,10 +104,17 @@ class FerClassifier(L.LightningModule):
         x, targets = batch
         logits = self(x).float()
         train_logits = logits + self.logit_offset if self.logit_offset is not None else logits
-        loss = F.cross_entropy(
-            train_logits, self._train_targets(targets), weight=self.class_weights,
-            label_smoothing=self.config.label_smoothing,
-        )
+        if self._teacher:
+            teacher = self._teacher[0].to(x.device)
+            with torch.no_grad():
+                teacher_logits = teacher(x).float()
+            loss = distillation_loss(train_logits, self._train_targets(targets), teacher_logits,
+                                     self.config.distill_weight, self.config.distill_temperature)
+        else:
+            loss = F.cross_entropy(
+                train_logits, self._train_targets(targets), weight=self.class_weights,
+                label_smoothing=self.config.label_smoothing,
+            )
         self.train_acc(logits.argmax(dim=1), targets.argmax(dim=1))
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
