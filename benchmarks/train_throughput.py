@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from ferkit.data.augment import AugmentConfig, BatchAugment
 from ferkit.models import create_model, list_models
 from ferkit.preprocessing import Preprocessing
+from ferkit.training.fit import cpu_has_fast_bf16
 
 FERPLUS_TRAIN_FACES = 25_045  # majority protocol; the soft-label protocol keeps about the same
 FERPLUS_VALID_FACES = 3_191
@@ -75,7 +76,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--models", nargs="*", default=list_models())
     args = parser.parse_args()
-    bf16_fast = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    bf16_fast = cpu_has_fast_bf16()
     print(f"threads {torch.get_num_threads()}, avx512_bf16/amx: {bf16_fast}, batch {args.batch_size}")
     for name, ms in augmentation_ms(args.batch_size, args.steps).items():
         print(f"augmentation {name:<26}{ms:>8.1f} ms/batch")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from ferkit.data.degrade import degrade
+from ferkit.data.degrade import degrade, uniform
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,6 @@ class AugmentConfig:
         return asdict(self)
 
 
-def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=gen) * (high - low) + low
-
-
 class BatchAugment:
     """Augment a float batch (N, C, H, W) with values in [0, 1]; returns a new tensor."""
 
@@ -78,9 +74,9 @@ class BatchAugment:
         cfg, gen, n = self.config, self.generator, images.shape[0]
         out = images
         if cfg.rotation or cfg.scale or cfg.shift:
-            angle = _uniform(n, -cfg.rotation, cfg.rotation, gen) * math.pi / 180
-            zoom = _uniform(n, 1 - cfg.scale, 1 + cfg.scale, gen)
-            shift = _uniform(2 * n, -cfg.shift, cfg.shift, gen).view(n, 2) * 2  # grid units span 2
+            angle = uniform(n, -cfg.rotation, cfg.rotation, gen) * math.pi / 180
+            zoom = uniform(n, 1 - cfg.scale, 1 + cfg.scale, gen)
+            shift = uniform(2 * n, -cfg.shift, cfg.shift, gen).view(n, 2) * 2  # grid units span 2
             cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
             theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
             grid = F.affine_grid(theta.to(out), list(out.shape), align_corners=False)
@@ -89,8 +85,8 @@ class BatchAugment:
             flip = (torch.rand(n, generator=gen) < cfg.hflip).to(out.device)
             out = torch.where(flip.view(n, 1, 1, 1), out.flip(-1), out)
         if cfg.brightness or cfg.contrast:
-            gain = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, gen).to(out).view(n, 1, 1, 1)
-            bias = _uniform(n, -cfg.brightness, cfg.brightness, gen).to(out).view(n, 1, 1, 1)
+            gain = uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, gen).to(out).view(n, 1, 1, 1)
+            bias = uniform(n, -cfg.brightness, cfg.brightness, gen).to(out).view(n, 1, 1, 1)
             mean = out.mean(dim=(1, 2, 3), keepdim=True)
             out = ((out - mean) * gain + mean + bias).clamp(0, 1)
         if cfg.degrade:
@@ -103,8 +99,8 @@ class BatchAugment:
         cfg, gen = self.config, self.generator
         n, _, h, w = images.shape
         apply = torch.rand(n, generator=gen) < cfg.erase
-        area = _uniform(n, *cfg.erase_area, gen) * h * w
-        aspect = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), gen))
+        area = uniform(n, *cfg.erase_area, gen) * h * w
+        aspect = torch.exp(uniform(n, math.log(0.3), math.log(3.3), gen))
         eh = (area * aspect).sqrt().clamp(1, h).floor()
         ew = (area / aspect).sqrt().clamp(1, w).floor()
         top = (torch.rand(n, generator=gen) * (h - eh + 1)).floor()

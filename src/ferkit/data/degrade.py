@@ -132,7 +132,8 @@ def jpeg(x: torch.Tensor, qualities: torch.Tensor) -> torch.Tensor:
     return ((out + 128).round().clamp(0, 255) / 255).to(x.dtype)
 
 
-def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+def uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
+    """``n`` draws from U(low, high) taken from ``gen``."""
     return torch.rand(n, generator=gen) * (high - low) + low
 
 
@@ -141,8 +142,8 @@ def degrade(x: torch.Tensor, cfg: "AugmentConfig", gen: torch.Generator) -> torc
     probability 1/2 (at least one), at a strength drawn per face. Draws come from ``gen``."""
     n = x.shape[0]
     # Every strength is drawn for every face, so a face's draws do not depend on the others.
-    gammas = torch.exp(_uniform(n, -cfg.gamma, cfg.gamma, gen))
-    sigmas = _uniform(n, MIN_BLUR, max(cfg.blur, MIN_BLUR), gen)
+    gammas = torch.exp(uniform(n, -cfg.gamma, cfg.gamma, gen))
+    sigmas = uniform(n, MIN_BLUR, max(cfg.blur, MIN_BLUR), gen)
     sides = torch.randint(max(1, cfg.low_res), MAX_LOW_RES + 1, (n,), generator=gen)
     shrink = torch.randint(len(SHRINK_FILTERS), (n,), generator=gen)
     enlarge = torch.randint(len(ENLARGE_FILTERS), (n,), generator=gen)

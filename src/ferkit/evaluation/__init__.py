@@ -1,0 +1,1 @@
+"""Scoring trained weights: metrics (pure functions), calibration, robustness, plots and the report."""

@@ -185,8 +185,9 @@ def _gradcam_figures(classifier: FaceClassifier, split: LabelledSplit, probs: np
     predicted = probs.argmax(axis=1)
     model, prep = classifier.model, classifier.loaded.preprocessing
     rng = np.random.default_rng(0)
-    mean_faces = np.zeros((len(names), 48, 48), np.uint8)
-    mean_maps = np.zeros((len(names), 48, 48), np.float32)
+    side = prep.size
+    mean_faces = np.zeros((len(names), side, side), np.uint8)
+    mean_maps = np.zeros((len(names), side, side), np.float32)
     counts = []
     for k in range(len(names)):
         index = np.flatnonzero((split.labels == k) & (predicted == k))

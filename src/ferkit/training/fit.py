@@ -42,7 +42,18 @@ def _precision(config: TrainConfig) -> str:
         return config.precision
     if torch.cuda.is_available() and config.accelerator in ("auto", "gpu", "cuda"):
         return "16-mixed"
-    return "bf16-mixed" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "32"
+    return "bf16-mixed" if cpu_has_fast_bf16() else "32"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), read from the kernel's CPU
+    flags (torch only offers private functions for it); False where /proc/cpuinfo is missing."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
 def _devices(value: str) -> Any:
