@@ -59,18 +59,24 @@ def ferplus(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.parametrize("prior", ["train", "uniform"])
 @pytest.mark.parametrize("path", ["torch", "default"])
 def test_bundled_model_accuracy_matches_its_card(ferplus, tmp_path, name: str, prior: str, path: str):
-    """On the torch weights, and on what ``ferkit.load(name)`` runs (int8 ONNX Runtime for fast)."""
+    """On the torch weights (the numbers in model.json), and on what ``ferkit.load(name)`` runs: int8
+    ONNX Runtime for fast, against the card's numbers for that file (reports/NAME/onnx.json)."""
+    import json
+
     from ferkit.evaluation.evaluate import EvalOptions, evaluate_weights, labelled_split
     from ferkit.inference.bundled import DEFAULT_PRECISION, ONNX_FILES
 
     folder = bundled_weights(name)
-    published = load_model(folder).metadata["test_metrics" if prior == "train" else "test_metrics_uniform"]
     if path == "torch":
+        published = load_model(folder).metadata["test_metrics" if prior == "train" else "test_metrics_uniform"]
         metrics = evaluate_weights(folder, ferplus, tmp_path, EvalOptions(prior=prior))
         images, accuracy, balanced = metrics["images"], metrics["accuracy"], metrics["balanced_accuracy"]
     else:
+        precision = DEFAULT_PRECISION.get(name, "fp32")
+        card = json.loads((REPO / "reports" / name / "onnx.json").read_text())[precision]
+        published = card["clean"] if prior == "train" else card["uniform"]["clean"]
         rec = ferkit.load(name, prior=prior)
-        assert rec.classifier.path == folder / ONNX_FILES[DEFAULT_PRECISION.get(name, "fp32")]
+        assert rec.classifier.path == folder / ONNX_FILES[precision] and rec.labels == tuple(ferplus.classes)
         test = labelled_split(ferplus, "test")
         labels, predicted = np.asarray(test.labels), rec.classify(test.images).argmax(axis=1)
         images, accuracy = len(labels), float((predicted == labels).mean())

@@ -13,6 +13,7 @@ import ferkit
 from ferkit.inference.bundled import bundled_dir
 from ferkit.inference.checkpoint import save_weights
 from ferkit.inference.onnx_backend import OnnxClassifier, export_onnx
+from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
 from ferkit.preprocessing import Preprocessing
 
@@ -43,7 +44,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             parameter.zero_()
         model.head[-1].bias.copy_(torch.tensor(LOGITS))
     save_weights(model, folder, {
-        "model": "baseline_cnn", "model_kwargs": {}, "labels": list(FERPLUS_ORDER),
+        "model": "baseline_cnn", "model_kwargs": {}, "labels": list(EMOTIONS),  # as every ferkit run stores them
         "preprocessing": Preprocessing().to_dict(), "temperature": T, "temperature_tta": T_TTA,
         "logit_bias": BIAS.tolist(),
         "uniform_prior": {"logit_bias": UNIFORM_BIAS.tolist(), "temperature": T_UNIFORM},
@@ -54,7 +55,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 @pytest.mark.parametrize(("prior", "tta", "bias", "temperature"), [
-    ("train", False, BIAS, T), ("train", True, BIAS, T_TTA), ("uniform", False, UNIFORM_BIAS, T_UNIFORM)])
+    ("train", False, BIAS, T), ("train", True, BIAS, T_TTA), ("uniform", False, UNIFORM_BIAS, T_UNIFORM)],
+    ids=["train", "train-tta", "uniform"])
 def test_the_stored_temperature_and_bias_give_these_probabilities(tiny_run: Path, backend: str, prior: str, tta: bool,
                                                                    bias: np.ndarray, temperature: float):
     rec = ferkit.load(tiny_run, backend=backend, prior=prior, tta=tta)
