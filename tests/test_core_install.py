@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,10 @@ MAX_INSTALL_S = 60
 
 
 def _run(*command: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=timeout, check=False)
+    """Run a command as a user's shell would: without this checkout on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=timeout, check=False,
+                          env=env)
     assert done.returncode == 0, f"{command}: {done.stderr[-3000:]}"
     return done
 
@@ -66,6 +70,6 @@ def test_the_wheel_installs_without_extras_in_a_minute_and_predicts_a_photo(tmp_
         assert face["probabilities"] == pytest.approx(want.probabilities, abs=1e-4)
 
     train = subprocess.run([venv / "bin" / "ferkit", "train", "--epochs", "1"], capture_output=True, text=True,
-                           timeout=120, check=False)
+                           timeout=120, check=False, env={"PATH": os.environ["PATH"]})
     assert (train.returncode, train.stderr.strip()) == (
         2, "ferkit: error: 'ferkit train' needs the training extra: pip install 'ferkit[train]'")
