@@ -7,10 +7,11 @@ DATA ?= ../shared/data/ferplus/ferplus.tar.gz
 .PHONY: setup run test benchmark
 
 # torch==2.13.0 first: it is the CPU build; any other torch request pulls a multi-GB CUDA build.
+# [dev] is every extra (ferkit[all]) and the test tools.
 $(BIN)/ferkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[app,dev]"
+	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
 setup: $(BIN)/ferkit

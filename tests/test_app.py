@@ -85,9 +85,23 @@ def test_video_page_processes_a_clip_within_the_length_cap(app: AppTest, tmp_pat
     assert [b.label for b in app.get("download_button")] == ["Annotated video (MP4)", "Timeline (CSV)"]
 
 
-def test_model_page_renders(app: AppTest):
+def test_model_page_describes_the_selected_model_and_prior(skewed_run: Path, monkeypatch: pytest.MonkeyPatch):
+    import json
+
+    from ferkit.labels import EMOTIONS
+
+    meta = json.loads((skewed_run / "model.json").read_text())
+    monkeypatch.setenv("FERKIT_WEIGHTS", str(skewed_run))
+    app = AppTest.from_file(str(APP), default_timeout=120)
+    app.run()
     app.switch_page(str(APP.parent / "views" / "model.py")).run()
-    assert not app.exception and app.title[0].value == "The model"
+    assert not app.exception and not app.error and app.title[0].value == "The model"
+    for prior, temperature in (("train", meta["temperature"]), ("uniform", meta["uniform_prior"]["temperature"])):
+        next(r for r in app.sidebar.radio if r.label == "Expected emotions").set_value(prior).run()
+        assert app.markdown[0].value == (f"Architecture `fernet`, labels: {', '.join(EMOTIONS)}, "
+                                         f"calibration temperature {temperature:.3f}.")
+    assert meta["temperature"] != meta["uniform_prior"]["temperature"]  # so the two lines above differ
+    assert not app.metric and not app.info  # a run without test metrics, not bundled: no figures, no report note
 
 
 def test_broken_weights_show_a_short_message_without_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -46,21 +46,44 @@ def test_tta_averages_the_logits_of_each_face_and_its_mirror(name: str):
     assert not np.allclose(expected, plain.classifier.raw_logits(faces), atol=1e-3)
 
 
+@pytest.fixture(scope="module")
+def ferplus(tmp_path_factory: pytest.TempPathFactory):
+    from ferkit.data import load_dataset
+
+    return load_dataset(full_ferplus_path(), cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+
+
 @pytest.mark.data
 @pytest.mark.skipif(full_ferplus_path() is None, reason="FER+ not found: set FERKIT_DATA or put ../shared/data")
 @pytest.mark.parametrize("name", SHIPPED)
 @pytest.mark.parametrize("prior", ["train", "uniform"])
-def test_bundled_model_accuracy_matches_its_card(tmp_path, name: str, prior: str):
-    from ferkit.data import load_dataset
-    from ferkit.evaluation.evaluate import EvalOptions, evaluate_weights
+@pytest.mark.parametrize("path", ["torch", "default"])
+def test_bundled_model_accuracy_matches_its_card(ferplus, tmp_path, name: str, prior: str, path: str):
+    """On the torch weights (the numbers in model.json), and on what ``ferkit.load(name)`` runs: int8
+    ONNX Runtime for fast, against the card's numbers for that file (reports/NAME/onnx.json)."""
+    import json
+
+    from ferkit.evaluation.evaluate import EvalOptions, evaluate_weights, labelled_split
+    from ferkit.inference.bundled import DEFAULT_PRECISION, ONNX_FILES
 
     folder = bundled_weights(name)
-    published = load_model(folder).metadata["test_metrics" if prior == "train" else "test_metrics_uniform"]
-    data = load_dataset(full_ferplus_path(), progress=False)
-    metrics = evaluate_weights(folder, data, tmp_path, EvalOptions(prior=prior))
-    assert metrics["images"] == 3137
-    assert metrics["accuracy"] >= published["accuracy"] - 0.003
-    assert metrics["balanced_accuracy"] >= published["balanced_accuracy"] - 0.003
+    if path == "torch":
+        published = load_model(folder).metadata["test_metrics" if prior == "train" else "test_metrics_uniform"]
+        metrics = evaluate_weights(folder, ferplus, tmp_path, EvalOptions(prior=prior))
+        images, accuracy, balanced = metrics["images"], metrics["accuracy"], metrics["balanced_accuracy"]
+    else:
+        precision = DEFAULT_PRECISION.get(name, "fp32")
+        card = json.loads((REPO / "reports" / name / "onnx.json").read_text())[precision]
+        published = card["clean"] if prior == "train" else card["uniform"]["clean"]
+        rec = ferkit.load(name, prior=prior)
+        assert rec.classifier.path == folder / ONNX_FILES[precision] and rec.labels == tuple(ferplus.classes)
+        test = labelled_split(ferplus, "test")
+        labels, predicted = np.asarray(test.labels), rec.classify(test.images).argmax(axis=1)
+        images, accuracy = len(labels), float((predicted == labels).mean())
+        balanced = float(np.mean([(predicted[labels == c] == c).mean() for c in range(len(ferkit.EMOTIONS))]))
+    assert images == 3137
+    assert accuracy >= published["accuracy"] - 0.003
+    assert balanced >= published["balanced_accuracy"] - 0.003
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -46,9 +46,20 @@ def test_analyze_many_matches_analyze(recognizer: ferkit.Recognizer):
     assert many[1][0].probabilities == pytest.approx(single[0].probabilities, abs=1e-5)
 
 
-def test_min_confidence_marks_uncertain(trained_run: Path):
-    rec = ferkit.load(trained_run, min_confidence=1.01)
-    assert {f.emotion for f in rec.analyze(DATA / "bbt3.jpg")} == {"uncertain"}
+def test_min_confidence_marks_the_faces_below_it_uncertain_and_keeps_their_numbers(trained_run: Path):
+    plain = ferkit.load(trained_run).analyze(DATA / "bbt3.jpg")
+    confidences = sorted({f.confidence for f in plain})
+    assert len(confidences) >= 3
+    threshold = confidences[len(confidences) // 2]  # one face exactly at it: at the threshold is confident
+    faces = ferkit.load(trained_run, min_confidence=threshold).analyze(DATA / "bbt3.jpg")
+    assert [f.box for f in faces] == [f.box for f in plain]
+    for face, seen in zip(faces, plain):
+        assert (face.confidence, face.probabilities) == (seen.confidence, seen.probabilities)
+        assert face.emotion == (seen.emotion if seen.confidence >= threshold else "uncertain")
+        assert face.to_dict()["emotion"] == face.emotion
+    assert sum(f.emotion == "uncertain" for f in faces) == sum(c < threshold for c in (f.confidence for f in plain)) >= 1
+    assert max(confidences) < 1.0  # so a threshold of 1.0 leaves every face uncertain
+    assert {f.emotion for f in ferkit.load(trained_run, min_confidence=1.0).analyze(DATA / "bbt3.jpg")} == {"uncertain"}
 
 
 def test_onnx_backend_matches_torch(recognizer: ferkit.Recognizer, tmp_path: Path):

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from ferkit.errors import FerkitError
+from ferkit.extras import MissingExtraError, extra_for, require
 
 logger = logging.getLogger("ferkit")
 MODEL_HELP = "bundled model (fast, accurate) or a run folder, .safetensors or .onnx file (default: fast)"
@@ -144,6 +145,8 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _cmd_video(args: argparse.Namespace) -> None:
     from ferkit.video.process import run_video
 
+    if args.plot:
+        require("plot", "'ferkit video --plot'")  # before the video is read, not after
     recognizer = _recognizer(args)
     summary = run_video(recognizer, args.input, args.out, args.csv, args.plot, every=args.every,
                         smoothing=args.smoothing, max_frames=args.max_frames)
@@ -190,11 +193,8 @@ def _cmd_app(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    try:
-        from ferkit.serve.settings import ServeSettings
-        from ferkit.serve.server import run
-    except ImportError as exc:
-        raise FerkitError(f"ferkit serve needs its extra: pip install 'ferkit[serve]' ({exc})") from exc
+    from ferkit.serve.settings import ServeSettings
+    from ferkit.serve.server import run
 
     settings = ServeSettings.from_env(
         model=args.model, prior=args.prior, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
@@ -395,14 +395,42 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a model; writes a run folder")
     train.add_argument("--config", help="YAML file of options; command-line options override it")
     train.add_argument("--resume", action="store_true", help="continue the run --name from its last checkpoint")
-    _add_train_options(train)
+    try:
+        _add_train_options(train)
+    except ImportError as exc:  # without the training extra the options are unknown: `ferkit train` says what to install
+        if extra_for(exc) is None:
+            raise
+        train.set_defaults(unknown_options_ok=True)
     train.set_defaults(func=_cmd_train)
     return parser
 
 
+#: The extra each command needs whatever its options (predict and video need one for some options only).
+COMMAND_EXTRAS = {"models": "train", "train": "train", "evaluate": "train", "calibrate": "train", "explain": "train",
+                  "export": "export", "app": "app", "serve": "serve"}
+
+
+def _run_command(args: argparse.Namespace) -> None:
+    """Run the parsed command; a missing optional module becomes a MissingExtraError naming its extra."""
+    feature = f"'ferkit {args.command}'"
+    needed = COMMAND_EXTRAS.get(args.command)
+    if needed:
+        require(needed, feature)
+    try:
+        args.func(args)
+    except ImportError as exc:
+        extra = extra_for(exc, prefer=[needed] if needed else [])
+        if extra is None:
+            raise
+        raise MissingExtraError(feature, extra) from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `ferkit` command; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args, "unknown_options_ok", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if not logger.handlers:  # ferkit's own messages only; other libraries keep their defaults
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -411,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     try:
-        args.func(args)
+        _run_command(args)
     except FerkitError as exc:
         print(f"ferkit: error: {exc}", file=sys.stderr)
         return 2

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from ferkit import __version__
 from ferkit.data.images import decode_face, open_image, to_rgb_array
 from ferkit.errors import FerkitError, ImageError, ImageTooLargeError
+from ferkit.extras import MissingExtraError, require
 from ferkit.inference.recognizer import Analysis, Recognizer
 from ferkit.labels import EMOTIONS
 from ferkit.serve.errors import ApiError, error_response, install_error_handlers
@@ -226,6 +227,10 @@ def _analyze_images(pool: ModelPool, served: ServedModel, images: list[tuple[np.
 def _gradcam(served: ServedModel, analysis: Analysis, max_faces: int) -> list[str | None]:
     """A base64 PNG per face: the face's region of the photo with its Grad-CAM blended in (None
     past ``max_faces``)."""
+    try:
+        require("train", "Grad-CAM")
+    except MissingExtraError as exc:
+        raise ApiError(501, "not_installed", f"{exc} on the server") from exc
     try:
         blended = served.recognizer.gradcam_overlay(analysis, max_faces=max_faces)
     except TypeError as exc:  # a bare .onnx file has no torch weights to explain with

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ferkit.video.assignment import max_weight_matching
+
 
 def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     """Intersection over union of two (x, y, w, h) boxes."""
@@ -45,15 +47,12 @@ class FaceTracker:
     _next_id: int = 1
 
     def _assign(self, boxes: list[tuple[int, int, int, int]]) -> dict[int, int]:
-        """Face index -> track index, maximising the total overlap (scipy's Hungarian solver);
+        """Face index -> track index, maximising the total overlap (the Hungarian method);
         pairs overlapping less than min_iou stay apart."""
-        from scipy.optimize import linear_sum_assignment
-
         if not self.tracks or not boxes:
             return {}
         overlap = np.array([[iou(t.box, b) for b in boxes] for t in self.tracks])
-        rows, cols = linear_sum_assignment(overlap, maximize=True)
-        return {int(bi): int(ti) for ti, bi in zip(rows, cols) if overlap[ti, bi] >= self.min_iou}
+        return {bi: ti for ti, bi in max_weight_matching(overlap) if overlap[ti, bi] >= self.min_iou}
 
     def update(self, frame: int, boxes: list[tuple[int, int, int, int]], probs: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """Match this frame's faces to tracks; returns (track id, smoothed probabilities) per face, in input order."""

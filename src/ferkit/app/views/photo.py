@@ -13,6 +13,7 @@ from ferkit.app.charts import probability_chart
 from ferkit.app.limits import MAX_FACES_SHOWN, MAX_FILES_PER_UPLOAD, MAX_IMAGE_MB
 from ferkit.app.settings import recognizer, show_errors, sidebar
 from ferkit.errors import FerkitError
+from ferkit.extras import MissingExtraError, require
 from ferkit.inference.annotate import annotate
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -46,7 +47,14 @@ def show_image(index: int, name: str, data: bytes, settings) -> None:  # noqa: A
     if len(results) > MAX_FACES_SHOWN:
         st.info(f"{len(results)} faces found; the {MAX_FACES_SHOWN} largest are shown.")
         results = results[:MAX_FACES_SHOWN]
-    base = rec.gradcam_overlay(analysis, max_faces=len(results)) if settings.gradcam else analysis.image
+    base = analysis.image
+    if settings.gradcam:
+        try:
+            require("train", "Grad-CAM")
+        except MissingExtraError as exc:
+            st.warning(str(exc))
+        else:
+            base = rec.gradcam_overlay(analysis, max_faces=len(results))
     drawn = annotate(base, results, bars=False, box_scale=analysis.scale)
     st.image(drawn, caption=f"{len(results)} face(s)", width="stretch")
     columns = st.columns(min(3, len(results)))
