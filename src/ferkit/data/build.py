@@ -220,8 +220,8 @@ def assign_splits(emotions: list[str], subjects: list[str] | None, seed: int = 0
     for _ in range(SUBJECT_SPLIT_TRIALS):
         order = rng.permutation(len(people))
         cumulative = np.cumsum([len(faces_of[people[i]]) for i in order]) / len(subjects)
-        cut_valid = max(1, int(np.searchsorted(cumulative, SPLIT_FRACTIONS["train"])))
-        cut_test = max(cut_valid + 1, int(np.searchsorted(cumulative, 1 - SPLIT_FRACTIONS["test"])))
+        cut_valid = max(1, int(np.searchsorted(cumulative, SPLIT_FRACTIONS["train"] + 1e-9, side="right")))
+        cut_test = max(cut_valid + 1, int(np.searchsorted(cumulative, 1 - SPLIT_FRACTIONS["test"] + 1e-9, side="right")))
         cut_test = min(cut_test, len(people) - 1)
         cut_valid = min(cut_valid, cut_test - 1)
         split_of = {people[i]: names[0] if k < cut_valid else names[1] if k < cut_test else names[2]
