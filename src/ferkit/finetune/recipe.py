@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 MAX_ONNX_LOGIT_DIFF = 1e-3
 #: Faces the int8 ranges are calibrated on (the user's train and valid faces, never test).
 INT8_CALIBRATION_FACES = 2000
+#: Below this agreement with fp32 on valid, the report advises against the int8 model.
+MIN_INT8_AGREEMENT = 0.97
 
 
 def relabel(data: FaceData, labels: tuple[str, ...]) -> FaceData:
@@ -166,6 +168,9 @@ def finetune(dataset: str | Path, out: str | Path, options: FinetuneOptions | No
     calibration = np.concatenate([valid, train[np.random.default_rng(options.seed).permutation(len(train))]])
     onnx_check = export_checked(run, calibration, valid)
     update_metadata(run, {"onnx_check": onnx_check})
+    if onnx_check["int8_agrees_with_fp32"] < MIN_INT8_AGREEMENT:
+        notes.append(f"int8 gives fp32's answer on only {100 * onnx_check['int8_agrees_with_fp32']:.1f}% of the valid "
+                     "faces: keep fp32 (what ferkit.load(RUN) uses)")
     report = write_before_after(run, options.start, data, options.ferplus, notes, onnx_check)
     logger.info("report: %s", report)
     return run
