@@ -121,10 +121,14 @@ def test_a_split_missing_an_emotion_is_a_warning(tmp_path: Path):
     assert notes == ["the valid split has no sadness faces: early stopping and calibration cannot see them"]
 
 
-def test_an_unknown_starting_model_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_an_unknown_starting_model_or_ferplus_path_is_a_clear_error(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]):
     ds = _write_folder(tmp_path / "ds", {"train": {"happy": 6}, "valid": {"happy": 2}})
     assert main(["finetune", str(ds), "--from", str(tmp_path / "nothing"), "--out", str(tmp_path / "run")]) == 2
-    assert "no such file or folder" in capsys.readouterr().err
+    assert f"{tmp_path / 'nothing'}: no such file or folder" in capsys.readouterr().err
+    assert main(["finetune", str(ds), "--ferplus", str(tmp_path / "fer"), "--out", str(tmp_path / "run")]) == 2
+    assert f"--ferplus {tmp_path / 'fer'}: no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_head_only_trains_the_head_and_keeps_batchnorm_statistics():

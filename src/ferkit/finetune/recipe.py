@@ -150,6 +150,9 @@ def finetune(dataset: str | Path, out: str | Path, options: FinetuneOptions | No
 
     options = options or FinetuneOptions()
     dataset, out = Path(dataset).expanduser(), Path(out).expanduser()
+    if options.ferplus is not None and not Path(options.ferplus).expanduser().exists():
+        raise DataError(f"--ferplus {options.ferplus}: no such file or folder; give the FER+ folder or "
+                        "ferplus.tar.gz, or leave it out")
     start = load_model(resolve_model(options.start))
     data = relabel(load_dataset(dataset, progress=options.progress), start.labels)
     notes = check_data(data)
