@@ -46,6 +46,25 @@ def _cmd_data_info(args: argparse.Namespace) -> None:
         print(f"{split:<8}{len(raw):>8,}{len(labelled):>8,}  " + " ".join(f"{int(n):>9,}" for n in counts))
 
 
+def _cmd_dataset_build(args: argparse.Namespace) -> None:
+    from ferkit.data.build import build_dataset
+
+    summary = build_dataset(args.photos, args.out, crops=args.crops, all_faces=args.all_faces, seed=args.seed,
+                            detector=args.detector, progress=not args.no_progress)
+    print(summary.text())
+
+
+def _cmd_finetune(args: argparse.Namespace) -> None:
+    from ferkit.finetune.options import FinetuneOptions
+    from ferkit.finetune.recipe import finetune
+
+    options = FinetuneOptions(start=args.start, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                              patience=args.patience, degrade=args.degrade, head_only=args.head_only, seed=args.seed,
+                              ferplus=args.ferplus, progress=not args.no_progress)
+    run = finetune(args.dataset, args.out, options)
+    print(f"run folder: {run}\nreport: {run / 'report.md'}")
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from ferkit.training import build_config, fit
     from ferkit.training.config import config_fields
@@ -270,6 +289,44 @@ def default_workers() -> int:
     return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
+def _add_finetune_commands(commands: Any) -> None:
+    """`ferkit dataset build` and `ferkit finetune`."""
+    from ferkit.finetune.options import FinetuneOptions
+
+    defaults = FinetuneOptions()
+    dataset = commands.add_parser("dataset", help="build a fine-tuning data set from your labelled photos")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
+    build = dataset_commands.add_parser(
+        "build", help="detect and crop faces as at inference, split train/valid/test, write an image folder")
+    build.add_argument("photos", help="folder PHOTOS/<emotion>/* or a CSV of path,emotion[,subject]")
+    build.add_argument("out", help="new folder for OUT/<split>/<emotion>/*.png, summary, rejections, contact sheet")
+    build.add_argument("--crops", action="store_true", help="the images already are face crops (no detection)")
+    build.add_argument("--all-faces", action="store_true",
+                       help="keep every face of a photo with several (default: reject such photos)")
+    build.add_argument("--detector", default="yunet", choices=("yunet", "haar"))
+    build.add_argument("--seed", type=int, default=0, help="seed of the split draw")
+    build.add_argument("--no-progress", action="store_true")
+    build.set_defaults(func=_cmd_dataset_build)
+
+    finetune = commands.add_parser("finetune", help="fine-tune a model on a data set from `ferkit dataset build`")
+    finetune.add_argument("dataset", help="DATASET/<split>/<emotion>/*.png with train and valid (and test) splits")
+    finetune.add_argument("--from", dest="start", default=defaults.start,
+                          help="starting model: fast, accurate, a run folder or .safetensors (default: fast)")
+    finetune.add_argument("--out", required=True, help="the run folder to create")
+    finetune.add_argument("--epochs", type=int, default=defaults.epochs, help=f"most epochs (default {defaults.epochs})")
+    finetune.add_argument("--lr", type=float, default=defaults.lr, help=f"learning rate (default {defaults.lr})")
+    finetune.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    finetune.add_argument("--patience", type=int, default=defaults.patience,
+                          help=f"epochs without a lower valid loss before stopping (default {defaults.patience})")
+    finetune.add_argument("--degrade", type=float, default=defaults.degrade,
+                          help=f"share of faces given camera degradations (default {defaults.degrade})")
+    finetune.add_argument("--head-only", action="store_true", help="train the last layer only (very small data sets)")
+    finetune.add_argument("--seed", type=int, default=defaults.seed)
+    finetune.add_argument("--ferplus", help="FER+ folder or .tar.gz: the report also scores both models on FER+ test")
+    finetune.add_argument("--no-progress", action="store_true")
+    finetune.set_defaults(func=_cmd_finetune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `ferkit` command."""
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial expression recognition trained on FER+.")
@@ -287,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--mode", default="majority", choices=("majority", "soft", "probability"))
     info.add_argument("--no-cache", action="store_true", help="neither read nor write the decoded-data cache")
     info.set_defaults(func=_cmd_data_info)
+
+    _add_finetune_commands(commands)
 
     evaluate = commands.add_parser("evaluate", help="metrics, plots and a report for trained weights")
     evaluate.add_argument("--model", "--weights", dest="model", action="append",

@@ -12,24 +12,31 @@ from ferkit.explain.overlay import overlay
 from ferkit.labels import emotion_hex
 
 
-def confusion_matrix_figure(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> Figure:
-    """Counts and row-normalised confusion matrices; rows = true class, columns = predicted."""
+def confusion_panel(ax: Any, matrix: Sequence[Sequence[int]], names: Sequence[str], title: str,
+                    fractions: bool = False) -> None:
+    """Draw one confusion matrix on ``ax`` (rows = true class, columns = predicted), coloured by the
+    row-normalised values and labelled with the counts, or with the fractions when ``fractions``."""
     cm = np.asarray(matrix, dtype=np.float64)
     normalised = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    values, fmt = (normalised, "{:.2f}") if fractions else (cm, "{:.0f}")
+    ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            colour = "white" if normalised[i, j] > 0.5 else "black"
+            ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8, color=colour)
+
+
+def confusion_matrix_figure(matrix: Sequence[Sequence[int]], names: Sequence[str]) -> Figure:
+    """Counts and row-normalised confusion matrices; rows = true class, columns = predicted."""
     fig = Figure(figsize=(15, 6.5), layout="constrained")
-    for ax, values, title, fmt in zip(
-        fig.subplots(1, 2), (cm, normalised), ("counts", "row-normalised (recall on the diagonal)"), ("{:.0f}", "{:.2f}")
-    ):
-        ax.imshow(values if values is normalised else normalised, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-        ax.set_yticks(range(len(names)), names)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"Confusion matrix, {title}")
-        for i in range(len(names)):
-            for j in range(len(names)):
-                colour = "white" if normalised[i, j] > 0.5 else "black"
-                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=8, color=colour)
+    for ax, fractions, title in zip(fig.subplots(1, 2), (False, True),
+                                    ("counts", "row-normalised (recall on the diagonal)")):
+        confusion_panel(ax, matrix, names, f"Confusion matrix, {title}", fractions)
     return fig
 
 

@@ -8,6 +8,7 @@ import pickle
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from ferkit.data.datamodule import FerDataModule
+from ferkit.data.dataset import FaceData
 from ferkit.data.load import load_dataset
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.evaluation.calibration import calibrate_weights
@@ -158,7 +160,8 @@ def _fit(trainer: L.Trainer, module: FerClassifier, datamodule: FerDataModule, l
                                   f"(resume only from checkpoints ferkit wrote): {exc}") from exc
 
 
-def fit(config: TrainConfig, resume: bool = False) -> Path:
+def fit(config: TrainConfig, resume: bool = False, data: FaceData | None = None,
+        prepare: Callable[[torch.nn.Module], None] | None = None) -> Path:
     """Train one model and return its run folder.
 
     The folder holds weights.safetensors + model.json (best epoch), history.json/.csv,
@@ -167,16 +170,22 @@ def fit(config: TrainConfig, resume: bool = False) -> Path:
     Args:
         config: the run's configuration (``config.data`` is required).
         resume: continue from the run folder's last checkpoint (``config.name`` must name it).
+        data: the data already read from ``config.data`` (e.g. relabelled onto the starting
+            model's labels by fine-tuning); read from ``config.data`` when None.
+        prepare: called with the model once its initial weights are in (e.g. to freeze layers).
     """
     run_dir = _run_folder(config, resume)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    data = load_dataset(config.data, config.votes_csv, progress=config.progress)
+    if data is None:
+        data = load_dataset(config.data, config.votes_csv, progress=config.progress)
     datamodule = FerDataModule(
         data, config.label_mode, config.batch_size, balanced_sampling=config.class_balance == "sampler",
         seed=config.seed, num_workers=config.num_workers,
     )
     model = create_model(config.model, num_classes=datamodule.num_classes, **config.model_kwargs)
     init = _initialise(model, config, data.classes) if config.init_weights else None
+    if prepare is not None:
+        prepare(model)
     preprocessing = Preprocessing()
     teacher, teacher_record = _teacher(config, data.classes, preprocessing) if config.teacher else (None, None)
     module = FerClassifier(model, config, datamodule.class_prior().tolist(), preprocessing, teacher)

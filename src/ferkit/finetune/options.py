@@ -1,0 +1,35 @@
+"""The fine-tuning recipe's options (no torch here: the command line reads the defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """The fine-tuning recipe; the defaults work without tuning on a few hundred to a few thousand faces.
+
+    Attributes:
+        start: the model to start from: "fast", "accurate", a run folder or .safetensors.
+        epochs: most epochs (early stopping on the user's valid loss usually stops sooner).
+        lr: Adam's learning rate, a tenth of training from scratch (cosine schedule, 1 warm-up epoch).
+        batch_size: faces per step.
+        patience: epochs without a lower valid loss before stopping.
+        degrade: share of training faces given camera degradations (light, blur, resolution,
+            noise, JPEG).
+        head_only: train the last layer only (for very small data sets; BatchNorm statistics kept).
+        seed: the run's seed.
+        ferplus: FER+ data (folder or .tar.gz) for the report's general-accuracy check, or None.
+        progress: show progress bars.
+    """
+
+    start: str = "fast"
+    epochs: int = 10
+    lr: float = 3e-4
+    batch_size: int = 64
+    patience: int = 3
+    degrade: float = 0.5
+    head_only: bool = False
+    seed: int = 0
+    ferplus: str | None = None
+    progress: bool = True
