@@ -44,7 +44,8 @@ def open_image(source: bytes | str | Path, where: str | None = None, max_pixels:
     else:
         handle = Path(source)
         if not handle.exists():
-            raise ImageError(f"{where}: no such file")
+            loop = " (a link that leads nowhere or loops)" if handle.is_symlink() else ""
+            raise ImageError(f"{where}: no such file{loop}")
         if handle.is_dir():
             raise ImageError(f"{where}: is a folder, not an image")
         if handle.stat().st_size == 0:
