@@ -21,7 +21,7 @@ from ferkit.evaluation.evaluate import EvalOptions, evaluate_weights, run_evalua
 from ferkit.evaluation.report import robustness_table
 from ferkit.inference.base import UNIFORM_PRIOR_KEY
 from ferkit.inference.bundled import BUNDLED_MODELS, bundled_dir, bundled_models
-from ferkit.inference.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_model, resolve_weights
+from ferkit.inference.checkpoint import METADATA_FILE, WEIGHTS_FILE, load_model, resolve_weights, update_metadata
 
 REPO = Path(__file__).resolve().parent.parent
 SUMMARY_KEYS = ("accuracy", "balanced_accuracy", "macro", "ece", "ece_uncalibrated", "log_loss", "macro_auc",
@@ -200,11 +200,12 @@ def ship(name: str, run: str, data_path: str) -> dict:
     target.mkdir(parents=True, exist_ok=True)
     weights, meta_file = resolve_weights(run)
     shutil.copyfile(weights, target / WEIGHTS_FILE)
-    metadata = json.loads(meta_file.read_text())
-    metadata.update(test_metrics=summary(plain), test_metrics_tta=summary(tta), test_metrics_uniform=summary(uniform),
-                    run=Path(run).name, parameters=f"{plain['parameters']:,}", macs=f"{plain['macs_per_face']:,}")
-    (target / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
-    load_model(target)  # the hash still matches
+    shutil.copyfile(meta_file, target / METADATA_FILE)
+    # The test metrics join the description inside the weights too (the tensors are unchanged).
+    metadata = update_metadata(target, dict(
+        test_metrics=summary(plain), test_metrics_tta=summary(tta), test_metrics_uniform=summary(uniform),
+        run=Path(run).name, parameters=f"{plain['parameters']:,}", macs=f"{plain['macs_per_face']:,}"))
+    load_model(target)
     return metadata
 
 

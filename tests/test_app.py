@@ -55,10 +55,12 @@ def test_bad_uploads_show_a_message(app: AppTest):
     app.file_uploader[0].set_value([
         ("notes.jpg", b"this is not an image", "image/jpeg"),
         ("empty.png", b"", "image/png"),
+        ("drawing.jpg", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", "image/jpeg"),
     ]).run()
     assert not app.exception
     messages = [e.value for e in app.error]
-    assert len(messages) == 2 and all(m.startswith("Cannot read") for m in messages)
+    assert len(messages) == 3 and all(m.startswith("Cannot read") for m in messages)
+    assert "not an image file in an accepted format (JPEG, PNG" in messages[2]  # never reaches Ghostscript
     import io
 
     from PIL import Image

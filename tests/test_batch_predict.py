@@ -153,3 +153,126 @@ def test_videos_on_ray_write_one_timeline_each(tmp_path: Path):
     assert "error" in results[2]
     rows = (tmp_path / "timelines" / "a.csv").read_text().splitlines()
     assert len(rows) == 1 + 12 and "happiness" in rows[1]
+
+
+def test_a_rerun_without_resume_replaces_the_output(folder: Path, tmp_path: Path):
+    out = tmp_path / "r.parquet"
+    counts = []
+    for _ in range(3):
+        assert _run(str(folder), "--output", str(out), "--workers", "1") == 0
+        counts.append(pq.read_table(out).num_rows)
+    assert counts == [5 * 5 + 5 + 2] * 3
+    assert _run(str(folder), "--output", str(out), "--resume", "--workers", "1") == 0  # nothing left to do
+    assert pq.read_table(out).num_rows == counts[0]
+
+
+def test_csv_resume_after_a_cut_inside_one_images_rows(folder: Path, tmp_path: Path):
+    full, cut = tmp_path / "full.csv", tmp_path / "cut.csv"
+    assert _run(str(folder), "--output", str(full), "--workers", "1") == 0
+    lines = full.read_text().splitlines(keepends=True)
+    g0 = [i for i, line in enumerate(lines) if line.startswith(str(folder / "g0.jpg"))]
+    assert len(g0) == 5
+    cut.write_text("".join(lines[: g0[1]]))  # the header, the inputs before g0, and one of g0's five faces
+    assert _run(str(folder), "--output", str(cut), "--resume", "--workers", "1") == 0
+    assert cut.read_text() == full.read_text()
+
+
+def test_a_finished_parquet_beside_a_leftover_journal_resumes_without_duplicates(folder: Path, tmp_path: Path):
+    full, out = tmp_path / "full.parquet", tmp_path / "out.parquet"
+    assert _run(str(folder), "--output", str(full), "--workers", "1") == 0
+    assert _run(str(folder), "--output", str(tmp_path / "all.jsonl"), "--workers", "1") == 0
+    shutil.copyfile(full, out)  # killed after the Parquet file was written, before its journal was removed
+    (tmp_path / "out.parquet.partial.jsonl").write_text((tmp_path / "all.jsonl").read_text())
+    assert _run(str(folder), "--output", str(out), "--resume", "--workers", "1") == 0
+    assert pq.read_table(out).equals(pq.read_table(full))
+    assert not (tmp_path / "out.parquet.partial.jsonl").exists()
+
+
+@pytest.mark.parametrize("name", ["a folder", "a folder.parquet", "a folder.csv", "under a file/r.jsonl",
+                                  "under a file/r.parquet"])
+def test_an_unwritable_output_is_refused_before_any_work(folder: Path, tmp_path: Path, name: str,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch):
+    from ferkit.inference import batch
+
+    (tmp_path / "a folder").mkdir()
+    (tmp_path / "a folder.parquet").mkdir()
+    (tmp_path / "a folder.csv").mkdir()
+    (tmp_path / "under a file").write_text("a file, not a folder")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    worked = []
+    monkeypatch.setattr(batch, "prepare", lambda *args: worked.append(args))
+    assert _run(str(folder), "--output", str(tmp_path / name)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ferkit: error:") and "Traceback" not in err and (
+        "is a folder" in err or "cannot make its folder" in err), err
+    assert worked == [] and sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_every_entry_of_a_folder_gets_a_record(folder: Path, tmp_path: Path):
+    inputs = tmp_path / "in"
+    shutil.copytree(folder, inputs)
+    (inputs / "x.jpg").mkdir()
+    (inputs / "loop1.png").symlink_to(inputs / "loop2.png")
+    (inputs / "loop2.png").symlink_to(inputs / "loop1.png")
+    (inputs / "gone.jpg").symlink_to(inputs / "nowhere.jpg")
+    assert _run(str(inputs), "--output", str(tmp_path / "r.jsonl"), "--workers", "1") == 0
+    records = {Path(r["path"]).name: r for r in map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())}
+    assert len(records) == 12 + 4
+    assert "is a folder" in records["x.jpg"]["error"]
+    for name in ("loop1.png", "loop2.png", "gone.jpg"):
+        assert "a link that leads nowhere or loops" in records[name]["error"]
+    assert len(records["g0.jpg"]["faces"]) == 5
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory, folder: Path) -> Path:
+    """48 small inputs (two classifier groups: 32, then 16): the close-ups above under other names."""
+    root = tmp_path_factory.mktemp("many")
+    sources = sorted(folder.glob("c*.png"))
+    for i in range(48):
+        shutil.copyfile(sources[i % len(sources)], root / f"{i:02d}.png")
+    return root
+
+
+def _ferkit(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-c", "import sys; from ferkit.cli import main; sys.exit(main())", *args]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_a_run_killed_mid_way_resumes_to_the_uninterrupted_output(many: Path, tmp_path: Path, suffix: str):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    full, out = tmp_path / f"full{suffix}", tmp_path / f"out{suffix}"
+    assert _run(str(many), "--output", str(full), "--workers", "1") == 0
+    written = out.with_name(out.name + ".partial.jsonl") if suffix == ".parquet" else out
+    run = subprocess.Popen(_ferkit("predict", str(many), "--output", str(out)), env={**os.environ},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (written.exists() and written.stat().st_size > 200) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    assert run.returncode == -signal.SIGKILL  # killed before it finished: the first group written, not the last
+    assert not (suffix == ".parquet" and out.exists())
+    assert _run(str(many), "--output", str(out), "--resume", "--workers", "1") == 0
+    if suffix == ".parquet":
+        assert pq.read_table(out).equals(pq.read_table(full))
+    else:
+        assert out.read_text() == full.read_text()
+
+
+def test_a_closed_pipe_ends_quietly(many: Path):
+    import shlex
+    import subprocess
+
+    command = shlex.join(_ferkit("predict", str(many))) + ' | head -1; echo "exit ${PIPESTATUS[0]}"'
+    done = subprocess.run(command, shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=300)
+    first, status = done.stdout.splitlines()
+    assert json.loads(first)["path"] == str(many / "00.png") and status == "exit 141"
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

@@ -11,7 +11,7 @@ from ferkit.cli import main
 from ferkit.errors import CheckpointError, ConfigError
 from ferkit.evaluation.calibration import fit_temperature, uniform_prior_calibration
 from ferkit.inference.base import UNIFORM_PRIOR_KEY, softmax
-from ferkit.inference.checkpoint import load_model
+from ferkit.inference.checkpoint import load_model, save_weights
 
 FACES = np.random.default_rng(5).integers(0, 256, (16, 48, 48), dtype=np.uint8)
 
@@ -85,9 +85,10 @@ def test_unknown_prior_and_weights_without_one(trained_run: Path, tmp_path: Path
         ferkit.load(trained_run, prior="balanced")
     old = tmp_path / "old"
     shutil.copytree(trained_run, old)
-    meta = load_model(old).metadata
+    loaded = load_model(old)
+    meta = dict(loaded.metadata)
     meta.pop(UNIFORM_PRIOR_KEY)
-    (old / "model.json").write_text(__import__("json").dumps(meta))
+    save_weights(loaded.model, old, meta)  # weights saved before the uniform prior was fitted
     assert ferkit.load(old).classify(FACES[:1]).shape == (1, 8)  # the default prior still works
     with pytest.raises(CheckpointError, match="ferkit calibrate"):
         ferkit.load(old, prior="uniform")

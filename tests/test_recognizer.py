@@ -175,7 +175,7 @@ def test_predict_cli_json_csv_and_errors(trained_run: Path, tmp_path: Path, caps
                  "--weights", str(trained_run)]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].startswith("path,face,x,y,w,h,emotion,confidence,p_neutral")
-    assert len(rows) == 1 + 5 + 1 and rows[-1].endswith("not an image file PIL can read")
+    assert len(rows) == 1 + 5 + 1 and rows[-1].endswith('not an image file in an accepted format (JPEG, PNG, WebP, BMP, GIF, TIFF)"')
 
 
 def test_gradcam_overlay_explains_only_the_faces_asked(trained_run: Path, monkeypatch: pytest.MonkeyPatch):

@@ -94,7 +94,7 @@ def test_analyze_options_and_gradcam(server: Server):
 
 def test_batch_with_one_bad_image(server: Server, local: ferkit.Recognizer):
     files = [("files", ("amy1.png", (DATA / "amy1.png").read_bytes(), "image/png")),
-             ("files", ("broken.jpg", b"not a jpeg at all", "image/jpeg")),
+             ("files", ("broken.jpg", (DATA / "bbt3.jpg").read_bytes()[:3000], "image/jpeg")),  # truncated
              ("files", ("bbt3.jpg", (DATA / "bbt3.jpg").read_bytes(), "image/jpeg"))]
     response = httpx.post(server.url + "/v1/analyze/batch", files=files, timeout=60)
     assert response.status_code == 200
@@ -130,13 +130,13 @@ def hostile_uploads() -> list[tuple[str, str, dict, dict, int]]:
     photo = ("amy1.png", (DATA / "amy1.png").read_bytes(), "image/png")
     return [
         ("empty file", "/v1/analyze", {"file": ("e.jpg", b"", "image/jpeg")}, {}, 400),
-        ("text as jpeg", "/v1/analyze", {"file": ("t.jpg", b"hello, I am text", "image/jpeg")}, {}, 400),
+        ("text as jpeg", "/v1/analyze", {"file": ("t.jpg", b"hello, I am text", "image/jpeg")}, {}, 415),
         ("truncated jpeg", "/v1/analyze", {"file": ("t.jpg", jpeg[: len(jpeg) // 3], "image/jpeg")}, {}, 400),
         ("png bomb 20000x20000", "/v1/analyze", {"file": ("b.png", png_header_only(20000, 20000), "image/png")}, {}, 413),
         ("png over the pixel limit", "/v1/analyze", {"file": ("b.png", png_header_only(2500, 2000), "image/png")}, {}, 413),
         ("gif bomb 65535x65535", "/v1/analyze", {"file": ("b.gif", gif_bomb, "image/gif")}, {}, 413),
-        ("svg with script", "/v1/analyze", {"file": ("s.svg", svg, "image/svg+xml")}, {}, 400),
-        ("postscript", "/v1/analyze", {"file": ("p.eps", eps, "image/x-eps")}, {}, 400),
+        ("svg with script", "/v1/analyze", {"file": ("s.svg", svg, "image/svg+xml")}, {}, 415),
+        ("postscript", "/v1/analyze", {"file": ("p.eps", eps, "image/x-eps")}, {}, 415),
         ("text type", "/v1/analyze", {"file": ("x.txt", b"hello", "text/plain")}, {}, 415),
         ("pdf type", "/v1/analyze", {"file": ("x.pdf", b"%PDF-1.4 ...", "application/pdf")}, {}, 415),
         ("json body", "/v1/analyze", {}, {"json": {"image": "http://169.254.169.254/latest"}}, 415),
@@ -145,7 +145,7 @@ def hostile_uploads() -> list[tuple[str, str, dict, dict, int]]:
                                                            "headers": {"content-type": "multipart/form-data; boundary=x"}}, 413),
         ("no file field", "/v1/analyze", {"other": ("a.png", b"abc", "image/png")}, {}, 422),
         ("path as model", "/v1/analyze", {"file": photo}, {"params": {"model": "/etc/passwd"}}, 422),
-        ("traversal file name", "/v1/analyze", {"file": ("../../etc/passwd", b"root:x:0:0", "image/png")}, {}, 400),
+        ("traversal file name", "/v1/analyze", {"file": ("../../etc/passwd", b"root:x:0:0", "image/png")}, {}, 415),
         ("too many images", "/v1/analyze/batch", [("files", photo)] * 4, {}, 413),
         ("pickled npy", "/v1/classify", {"files": ("p.npy", pickled, "application/octet-stream")}, {}, 400),
         ("float npy", "/v1/classify", {"files": ("f.npy", _npy(np.zeros((2, 48, 48), np.float32)), "application/x-npy")}, {}, 400),
@@ -252,21 +252,174 @@ def _read_response(sock: socket.socket) -> str:
     return (head + b"\r\n\r\n" + body).decode()
 
 
-def test_a_full_queue_answers_503_with_retry_after_and_a_stuck_request_times_out(guarded: Server):
-    files = {"file": ("a.png", (DATA / "amy1.png").read_bytes(), "image/png")}
+def test_a_full_queue_answers_503_with_retry_after_and_a_stuck_body_gets_408(guarded: Server):
+    files = {"file": ("a.jpg", (DATA / "bbt3.jpg").read_bytes(), "image/jpeg")}
     auth = {"Authorization": f"Bearer {KEYS[0]}"}
     slow = _open_slow_request(guarded.url)
     try:
-        time.sleep(0.5)
-        busy = httpx.post(guarded.url + "/v1/analyze", files=files, headers=auth, timeout=60)
-        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
-        assert busy.json()["error"]["code"] == "overloaded"
+        time.sleep(0.5)  # a request still receiving its body holds no place in the queue
+        assert httpx.post(guarded.url + "/v1/analyze", files=files, headers=auth, timeout=60).status_code == 200
+        statuses: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda: statuses.append(
+            httpx.post(guarded.url + "/v1/analyze", files=files, headers=auth, timeout=60))) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        busy = [r for r in statuses if r.status_code == 503]
+        assert {r.status_code for r in statuses} == {200, 503}  # one place: the others are turned away
+        assert all(r.headers["retry-after"] == "1" and r.json()["error"]["code"] == "overloaded" for r in busy)
         slow.settimeout(15)
         answer = _read_response(slow)
-        assert answer.startswith("HTTP/1.1 503") and "no answer within 3 s" in answer
+        assert answer.startswith("HTTP/1.1 408") and "did not arrive within" in answer and "x-request-id" in answer
     finally:
         slow.close()
     assert httpx.post(guarded.url + "/v1/analyze", files=files, headers=auth, timeout=60).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def hardened() -> Iterator[Server]:
+    """Room for 2 requests at work, bodies due within 2 s, answers within 12 s, 4 megapixels decoded at once."""
+    with running_server("--queue-size", "2", "--timeout", "12", "--max-pixels", "4000000",
+                        env={"FERKIT_SERVE_BODY_TIMEOUT_S": "2", "FERKIT_SERVE_MAX_PIXELS_IN_FLIGHT": "4000000"}) as running:
+        yield running
+
+
+def _raw(url: str, head: bytes, body: bytes = b"") -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(head + body)
+    return sock
+
+
+def test_slow_bodies_get_408_and_do_not_starve_ready_requests(hardened: Server):
+    photo = {"file": ("amy1.png", (DATA / "amy1.png").read_bytes(), "image/png")}
+    started = time.monotonic()
+    slow = [_raw(hardened.url, b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                               b"boundary=b\r\nContent-Length: 1000\r\n\r\n--b\r\n") for _ in range(6)]
+    stalled = _raw(hardened.url, b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                                 b"boundary=b\r\nContent-Length: 41943040\r\n\r\n", b"--b\r\nConte")  # 40 MB said, 10 B sent
+    try:
+        time.sleep(0.3)
+        for _ in range(4):  # three times the queue's places are receiving: ready requests still run
+            answer = httpx.post(hardened.url + "/v1/analyze", files=photo, timeout=60)
+            assert answer.status_code == 200 and answer.json()["faces"][0]["emotion"] == "happiness"
+        for sock in [*slow, stalled]:
+            sock.settimeout(15)
+            response = _read_response(sock)
+            assert response.startswith("HTTP/1.1 408") and '"code":"request_timeout"' in response
+        assert time.monotonic() - started < 11  # the body deadline (2 s), not the request timeout (12 s)
+    finally:
+        for sock in [*slow, stalled]:
+            sock.close()
+
+
+def test_media_types_are_case_insensitive(hardened: Server):
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+            b"Content-Type: Image/PNG\r\n\r\n" + (DATA / "amy1.png").read_bytes() + b"\r\n--b--\r\n")
+    answer = httpx.post(hardened.url + "/v1/analyze", content=body, timeout=60,
+                        headers={"Content-Type": "Multipart/Form-Data; boundary=b"})
+    assert answer.status_code == 200 and answer.json()["faces"][0]["emotion"] == "happiness"
+
+
+def _image_bytes(fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 80, 40)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def test_formats_off_the_allow_list_get_415_on_every_path(server: Server):
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n(hello) print\nshowpage\n"
+    others = {"eps": (eps, "image/x-eps"), "tga": (_image_bytes("TGA"), "image/x-tga"),
+              "ico": (_image_bytes("ICO"), "image/x-icon"), "pcx": (_image_bytes("PCX"), "image/x-pcx"),
+              "ppm": (_image_bytes("PPM"), "image/x-portable-pixmap")}
+    for name, (data, kind) in others.items():
+        for endpoint, field in (("/v1/classify", "files"), ("/v1/analyze", "file")):
+            answer = httpx.post(server.url + endpoint, files={field: (f"x.{name}", data, kind)}, timeout=60)
+            assert answer.status_code == 415, (name, endpoint, answer.text)
+            assert answer.json()["error"]["code"] == "unsupported_type" and "accepted format" in answer.text
+        batch = httpx.post(server.url + "/v1/analyze/batch", files=[("files", (f"x.{name}", data, kind))], timeout=60)
+        assert batch.json()["results"][0]["error"]["code"] == "unsupported_type"
+    for fmt in ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"):
+        answer = httpx.post(server.url + "/v1/classify", files={"files": (f"x.{fmt}", _image_bytes(fmt), "image/x")})
+        assert answer.status_code == 200 and len(answer.json()["probabilities"]) == 1, fmt
+
+
+def test_an_npy_header_claiming_a_huge_array_gets_413_before_any_allocation(server: Server):
+    header = "{'descr': '|u1', 'fortran_order': False, 'shape': (10000000000, 48, 48), }"
+    data = b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + header.ljust(117).encode() + b"\n" + b"\x00" * 4608
+    answer = httpx.post(server.url + "/v1/classify", files={"files": ("big.npy", data, "application/x-npy")},
+                        headers={"X-Request-ID": "npy-bomb-1"}, timeout=60)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_many_faces"
+    assert answer.headers["x-request-id"] == "npy-bomb-1" == answer.json()["error"]["request_id"]
+    short = b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + header.replace("10000000000", "3").ljust(117).encode() + b"\n"
+    answer = httpx.post(server.url + "/v1/classify", files={"files": ("s.npy", short + b"\x00" * 100, "application/x-npy")})
+    assert answer.status_code == 400 and "not the 6,912 its header says" in answer.text
+    two = httpx.post(server.url + "/v1/classify", files={"files": ("t.npy", _npy(np.zeros((2, 48, 48), np.uint8)),
+                                                                   "application/x-npy")})
+    assert two.status_code == 200 and len(two.json()["probabilities"]) == 2
+
+
+def test_an_unexpected_error_is_a_500_with_the_request_id(caplog: pytest.LogCaptureFixture):
+    import asyncio
+
+    from ferkit.serve.gate import Gate
+    from ferkit.serve.metrics import Metrics
+
+    async def broken(scope, receive, send) -> None:  # noqa: ANN001
+        raise MemoryError("the app ran out of memory")
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=Gate(broken, ServeSettings(), Metrics()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/v1/models", headers={"X-Request-ID": "boom-42"})
+
+    answer = asyncio.run(call())
+    assert answer.status_code == 500 and answer.headers["x-request-id"] == "boom-42"
+    assert answer.json()["error"] == {"code": "internal", "request_id": "boom-42",
+                                      "message": "the server failed on this request; it is logged under the request id"}
+    assert "unexpected error on GET /v1/models" in caplog.text and "MemoryError" in caplog.text
+
+
+def test_concurrent_large_uploads_share_the_pixel_budget(hardened: Server):
+    big = io.BytesIO()
+    Image.new("RGB", (2000, 2000), (90, 120, 150)).save(big, "PNG")  # 4 megapixels: the whole budget
+    upload = ("big.png", big.getvalue(), "image/png")
+    # Two such images in one request: the second waits for pixels the first holds until the
+    # request ends, so it is turned away (503) after half the timeout; the first is answered.
+    first, second = httpx.post(hardened.url + "/v1/analyze/batch", files=[("files", upload)] * 2,
+                               timeout=60).json()["results"]
+    assert first["faces"] == [] and first["width"] == 2000 and first["height"] == 2000
+    assert second["error"]["code"] == "overloaded" and "4,000,000 pixels" in second["error"]["message"]
+    answers: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda: answers.append(
+        httpx.post(hardened.url + "/v1/analyze", files={"file": upload}, timeout=60))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [a.status_code for a in answers] == [200, 200]  # one at a time: the second waited for the pixels
+
+
+def test_the_pixel_budget_waits_then_refuses():
+    from ferkit.serve.budget import PixelBudget
+    from ferkit.serve.errors import ApiError
+
+    budget = PixelBudget(100)
+    with budget.lease(1.0) as first:
+        first.reserve(60)
+        assert budget.free == 40
+        freed = threading.Timer(0.2, lambda: first.__exit__(None, None, None))
+        freed.start()
+        with budget.lease(2.0) as second:
+            started = time.monotonic()
+            second.reserve(70)  # waits until the first lease ends
+            assert 0.15 < time.monotonic() - started < 1.5 and budget.free == 30
+            with budget.lease(0.2) as third, pytest.raises(ApiError) as refused:
+                third.reserve(31)
+            assert refused.value.status == 503
+        freed.join()
+    assert budget.free == 100
 
 
 def test_micro_batcher_shares_batches_and_keeps_answers_apart():
@@ -316,3 +469,15 @@ def test_settings_travel_through_the_environment():
         ServeSettings(queue_size=0)
     with pytest.raises(ferkit.ConfigError, match="FERKIT_SERVE_TIMEOUT_S"):
         ServeSettings.from_env({"FERKIT_SERVE_TIMEOUT_S": "soon"})
+
+
+@pytest.mark.parametrize("fmt, reserved, shape", [("PNG", 20_000_000, (1334, 1667, 3)), ("JPEG", 5_000_000, (1000, 1250, 3))])
+def test_large_uploads_are_reduced_as_they_are_decoded(fmt: str, reserved: int, shape: tuple[int, int, int]):
+    from ferkit.data.images import decode_rgb
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (5000, 4000), (10, 20, 30)).save(buffer, fmt)
+    seen: list[int] = []
+    rgb, scale = decode_rgb(buffer.getvalue(), reserve=seen.append, work_pixels=1920**2)
+    # A JPEG is decoded at 1/2 size (the pixels reserved), then both are reduced by a whole factor.
+    assert seen == [reserved] and rgb.shape == shape and scale == pytest.approx(5000 / shape[1])

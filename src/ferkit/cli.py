@@ -505,6 +505,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ferkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`ferkit predict ... | head -1`): stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
+        return 141  # as a shell reports a program ended by SIGPIPE
     return 0
 
 

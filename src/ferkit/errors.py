@@ -15,6 +15,10 @@ class ImageError(DataError):
     """An image cannot be read: missing, not an image, truncated or too large."""
 
 
+class ImageFormatError(ImageError):
+    """A file is not in one of the image formats ferkit decodes (JPEG, PNG, WebP, BMP, GIF, TIFF)."""
+
+
 class ImageTooLargeError(ImageError):
     """An image has more pixels than the limit allows (a decompression bomb, or just too big)."""
 

@@ -1,28 +1,36 @@
 """The one image decoder: files or bytes to PIL images with a size guard, then gray faces or RGB.
 
 Every image ferkit reads (data sets, photos, uploads) goes through open_image, so there is one
-decompression-bomb limit and one set of error messages.
+format allow-list, one decompression-bomb limit and one set of error messages; photos (files, the
+app's and the service's uploads) become RGB through decode_rgb.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ferkit.errors import DataError, ImageError, ImageTooLargeError
+from ferkit.errors import DataError, ImageError, ImageFormatError, ImageTooLargeError
 from ferkit.preprocessing import FACE_SIZE
 
 #: Images above this many pixels are decoded at reduced size (JPEG) or refused (other formats),
 #: so a decompression bomb never exhausts memory.
 MAX_PIXELS = 40_000_000
+#: The formats ferkit decodes (PIL names); anything else PIL could open (EPS through Ghostscript,
+#: PSD, ICO, TGA, PCX, PPM, ...) is refused as not an image.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+#: Reserves an image's pixels (width x height) before it is decoded; may wait, or raise to refuse.
+Reserve = Callable[[int], None]
 
 
 def open_image(source: bytes | str | Path, where: str | None = None, max_pixels: int | None = None,
-               reduce: bool = True, formats: tuple[str, ...] | None = None) -> tuple[Image.Image, float]:
+               reduce: bool = True, formats: tuple[str, ...] = IMAGE_FORMATS, reserve: Reserve | None = None,
+               work_pixels: int | None = None) -> tuple[Image.Image, float]:
     """Open and decode an image file (path or bytes) within a pixel limit.
 
     Args:
@@ -30,10 +38,13 @@ def open_image(source: bytes | str | Path, where: str | None = None, max_pixels:
         where: the file's name in error messages.
         max_pixels: the limit (MAX_PIXELS when None).
         reduce: decode a JPEG over the limit at 1/2, 1/4 or 1/8 size instead of refusing it.
-        formats: PIL format names to accept (e.g. ("JPEG", "PNG")); None for every format PIL reads.
+        formats: PIL format names to accept (IMAGE_FORMATS unless told).
+        reserve: called with the pixels about to be decoded, once the header is read.
+        work_pixels: reduce a larger image to at most this many pixels as it is decoded (JPEG)
+            or right after (other formats), by a whole factor.
 
-    Returns the decoded image and its scale: original width / decoded width (1.0 unless a JPEG
-    was decoded at reduced size). An image over the limit raises ImageTooLargeError. PIL's own
+    Returns the decoded image and its scale: original width / decoded width (1.0 unless it was
+    decoded at reduced size). An image over the limit raises ImageTooLargeError. PIL's own
     guard stays as it is (it refuses images over twice its limit, about 179 megapixels); nothing
     global is changed.
     """
@@ -44,7 +55,8 @@ def open_image(source: bytes | str | Path, where: str | None = None, max_pixels:
     else:
         handle = Path(source)
         if not handle.exists():
-            raise ImageError(f"{where}: no such file")
+            loop = " (a link that leads nowhere or loops)" if handle.is_symlink() else ""
+            raise ImageError(f"{where}: no such file{loop}")
         if handle.is_dir():
             raise ImageError(f"{where}: is a folder, not an image")
         if handle.stat().st_size == 0:
@@ -57,7 +69,8 @@ def open_image(source: bytes | str | Path, where: str | None = None, max_pixels:
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{where}: over the {limit:,}-pixel limit ({exc}); scale it down first") from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(f"{where}: not an image file PIL can read") from exc
+        names = ", ".join(f.replace("WEBP", "WebP") for f in formats)
+        raise ImageFormatError(f"{where}: not an image file in an accepted format ({names})") from exc
     except OSError as exc:
         raise ImageError(f"{where}: cannot read ({exc})") from exc
     width, height = image.size
@@ -71,12 +84,40 @@ def open_image(source: bytes | str | Path, where: str | None = None, max_pixels:
             raise ImageTooLargeError(
                 f"{where}: {width}x{height} pixels is over the {limit:,}-pixel limit; scale it down first"
             )
+    factor = _factor(width * height, work_pixels)
+    if factor > 1 and image.format == "JPEG":
+        image.draft("RGB", (width // factor, height // factor))
     try:
+        if reserve is not None:
+            reserve(image.size[0] * image.size[1])
         image.load()
     except (OSError, ValueError) as exc:
         image.close()
         raise ImageError(f"{where}: broken or truncated image ({exc})") from exc
+    except BaseException:
+        image.close()
+        raise
+    factor = _factor(image.size[0] * image.size[1], work_pixels)
+    if factor > 1:
+        with image:
+            image = image.reduce(factor)  # keeps the EXIF orientation, applied later by to_rgb_array
     return image, width / image.size[0]
+
+
+def _factor(pixels: int, work_pixels: int | None) -> int:
+    """The smallest whole factor that brings ``pixels`` to at most ``work_pixels`` (1: none needed)."""
+    if work_pixels is None or pixels <= work_pixels:
+        return 1
+    return int(np.ceil(np.sqrt(pixels / work_pixels)))
+
+
+def decode_rgb(source: bytes | str | Path, where: str | None = None, max_pixels: int | None = None,
+               reserve: Reserve | None = None, work_pixels: int | None = None) -> tuple[np.ndarray, float]:
+    """A photo (file or bytes) as upright RGB uint8 (H, W, 3), and its scale (original width /
+    returned width): the one decoder of photos for the CLI, the app and the service (see open_image)."""
+    image, scale = open_image(source, where, max_pixels, reserve=reserve, work_pixels=work_pixels)
+    with image:
+        return to_rgb_array(image), scale
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
 
@@ -108,7 +149,8 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(_flatten(image).convert("RGB"), dtype=np.uint8)
 
 
-def decode_face(data: bytes, where: str, resize: bool, max_pixels: int | None = None) -> np.ndarray:
+def decode_face(data: bytes, where: str, resize: bool, max_pixels: int | None = None,
+                reserve: Reserve | None = None) -> np.ndarray:
     """Decode image bytes to a uint8 (48, 48) gray face.
 
     Args:
@@ -117,10 +159,11 @@ def decode_face(data: bytes, where: str, resize: bool, max_pixels: int | None = 
         resize: bring any size to 48x48 (a non-square image is centred in a square of its longer
             side, edges repeated, as face crops are); if False, other sizes are an error.
         max_pixels: refuse images over this many pixels (MAX_PIXELS when None) with ImageTooLargeError.
+        reserve: called with the pixels about to be decoded (see open_image).
     """
     try:
-        image, _ = open_image(data, where, max_pixels=max_pixels)
-    except ImageTooLargeError:
+        image, _ = open_image(data, where, max_pixels=max_pixels, reserve=reserve)
+    except (ImageTooLargeError, ImageFormatError):
         raise
     except ImageError as exc:
         raise DataError(f"{where}: not a readable image ({exc})") from exc

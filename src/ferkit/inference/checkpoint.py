@@ -1,12 +1,12 @@
 """Weights on disk: safetensors for tensors, JSON beside it for everything needed to rebuild the model.
 
-No pickles: loading a ferkit model never runs code from the file.
+The safetensors header carries the same description (see integrity.py), so the file's sha256
+covers the tensors and their meaning. No pickles: loading a ferkit model never runs code from the file.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ferkit.errors import CheckpointError, FerkitError
-from ferkit.inference.metadata import (FORMAT, FORMAT_VERSION, METADATA_FILE, WEIGHTS_FILE, check_sha256, sha256_file,
-                                       validate_metadata)
+from ferkit.inference.integrity import EMBEDDED_KEY, authorize, description, safetensors_description
+from ferkit.inference.metadata import FORMAT, FORMAT_VERSION, METADATA_FILE, WEIGHTS_FILE, sha256_file, write_json
 from ferkit.models import create_model
 from ferkit.preprocessing import Preprocessing
 
@@ -37,29 +37,34 @@ class LoadedModel:
     path: Path
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    os.replace(partial, path)
+def _seal(weights: Path, meta_file: Path, state: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
+    """Write the tensors with ``metadata``'s description inside their header, then its JSON with
+    the file's sha256 (ONNX records are kept: a changed description makes those files disagree)."""
+    inside: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
+    inside.update((key, value) for key, value in description(metadata).items() if key not in inside)
+    partial = weights.with_name(weights.name + ".partial")
+    save_file(state, str(partial), metadata={"format": FORMAT, EMBEDDED_KEY: json.dumps(inside)})
+    partial.replace(weights)
+    record = {key: metadata[key] for key in ("onnx_sha256",) if key in metadata}
+    write_json(meta_file, {**inside, "sha256": sha256_file(weights), **record})
+    return weights
 
 
 def save_weights(model: nn.Module, folder: str | Path, metadata: dict[str, Any]) -> Path:
     """Write ``weights.safetensors`` and ``model.json`` into ``folder``; returns the weights path.
 
     ``metadata`` must hold at least ``model`` (registry name), ``model_kwargs``, ``labels`` and
-    ``preprocessing``; the weights' sha256 is added.
+    ``preprocessing``; it is stored in the safetensors header too, and the weights' sha256 is
+    added to model.json.
     """
     for key in ("model", "model_kwargs", "labels", "preprocessing"):
         if key not in metadata:
             raise CheckpointError(f"weights metadata needs '{key}'")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / WEIGHTS_FILE
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    _atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": FORMAT}))
-    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **metadata, "sha256": sha256_file(weights)}
-    _atomic_write(folder / METADATA_FILE, lambda p: p.write_text(json.dumps(full, indent=2) + "\n"))
-    return weights
+    # New tensors: no ONNX file records carry over.
+    return _seal(folder / WEIGHTS_FILE, folder / METADATA_FILE, state, description(metadata))
 
 
 def resolve_weights(path: str | Path) -> tuple[Path, Path]:
@@ -110,8 +115,9 @@ def _build(metadata: dict[str, Any], state: dict[str, torch.Tensor], where: Path
 def load_model(path: str | Path, verify: bool = True, expected_sha256: str | None = None) -> LoadedModel:
     """Rebuild a model from ferkit weights, checking the metadata, the hash and the architecture.
 
-    The sha256 stored in the JSON catches a corrupt weights file, not a replaced one (whoever
-    replaces the weights can rewrite the JSON too); pin ``expected_sha256`` for that.
+    integrity.authorize decides whether the file may run: a corrupt, truncated or edited weights
+    file, or a model.json that disagrees with the description inside the weights, is refused.
+    Whoever replaces both consistently is only caught by ``expected_sha256``.
 
     Args:
         path: a run folder, a ``.safetensors`` file or its ``.json``.
@@ -119,14 +125,7 @@ def load_model(path: str | Path, verify: bool = True, expected_sha256: str | Non
         expected_sha256: the weights file's sha256 as you know it from a trusted source.
     """
     weights, meta_file = resolve_weights(path)
-    try:
-        metadata = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{meta_file}: not valid JSON ({exc})") from exc
-    validate_metadata(metadata, str(meta_file))
-    check_sha256(weights, expected_sha256)
-    if verify and metadata.get("sha256") != sha256_file(weights):
-        raise CheckpointError(f"{weights}: sha256 differs from {meta_file.name}; the file is corrupt or was replaced")
+    metadata = authorize(weights, meta_file, safetensors_description, expected_sha256, verify)
     try:
         state = load_file(str(weights))  # safetensors checks its header against the file's size
     except (SafetensorError, OSError) as exc:
@@ -145,9 +144,9 @@ def load_model(path: str | Path, verify: bool = True, expected_sha256: str | Non
 
 
 def update_metadata(path: str | Path, values: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``values`` into the JSON of existing weights (the tensors and their hash are unchanged)."""
-    _, meta_file = resolve_weights(path)
-    metadata = json.loads(meta_file.read_text(encoding="utf-8"))
-    metadata.update(values)
-    _atomic_write(meta_file, lambda p: p.write_text(json.dumps(metadata, indent=2) + "\n"))
-    return metadata
+    """Merge ``values`` into the description of existing, intact weights: the tensors are rewritten
+    unchanged with the new description in their header, and model.json with their new sha256."""
+    weights, meta_file = resolve_weights(path)
+    metadata = authorize(weights, meta_file, safetensors_description)
+    _seal(weights, meta_file, load_file(str(weights)), {**metadata, **values})
+    return json.loads(meta_file.read_text(encoding="utf-8"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ferkit.data.images import open_image, to_rgb_array
+from ferkit.data.images import decode_rgb, to_rgb_array
 from ferkit.errors import ImageError
 
 ImageSource = str | Path | bytes | Image.Image | np.ndarray
@@ -31,9 +31,7 @@ def load_image_scaled(source: ImageSource) -> tuple[np.ndarray, float]:
         return _array_to_rgb(source), 1.0
     if isinstance(source, Image.Image):
         return to_rgb_array(source), 1.0
-    image, scale = open_image(source)
-    with image:
-        return to_rgb_array(image), scale
+    return decode_rgb(source)
 
 
 def _array_to_rgb(array: np.ndarray) -> np.ndarray:

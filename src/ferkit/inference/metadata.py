@@ -9,7 +9,9 @@ ONNX Runtime path uses it too.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,9 @@ from ferkit.errors import CheckpointError
 from ferkit.labels import EMOTIONS
 
 FORMAT = "ferkit-weights"
-FORMAT_VERSION = 1
+#: 2: the weights files carry their own description and model.json records every file's sha256
+#: (see integrity.py); 1: model.json alone, with the safetensors' sha256.
+FORMAT_VERSION = 2
 #: The two files of a weights folder (a run folder or a bundled model).
 WEIGHTS_FILE = "weights.safetensors"
 METADATA_FILE = "model.json"
@@ -31,6 +35,17 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically (a crash leaves the old file or the new one)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _sha256_hex(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def check_sha256(path: Path, expected: str | None) -> None:
@@ -102,6 +117,10 @@ def validate_metadata(metadata: Any, where: str) -> dict[str, Any]:
         if "temperature_tta" in uniform:
             _check_temperature(where, "uniform_prior.temperature_tta", uniform["temperature_tta"])
     sha = metadata.get("sha256")
-    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+    if sha is not None and not _sha256_hex(sha):
         raise _fail(where, "sha256", sha, "64 lowercase hex digits")
+    onnx = metadata.get("onnx_sha256")
+    if onnx is not None and not (isinstance(onnx, dict) and all(
+            isinstance(k, str) and k.endswith(".onnx") and _sha256_hex(v) for k, v in onnx.items())):
+        raise _fail(where, "onnx_sha256", onnx, "a mapping of .onnx file names to 64 lowercase hex digits")
     return metadata

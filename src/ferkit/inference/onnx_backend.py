@@ -14,19 +14,38 @@ import numpy as np
 
 from ferkit.errors import CheckpointError
 from ferkit.inference.base import Classifier, check_prior
-from ferkit.inference.metadata import check_sha256, validate_metadata
+from ferkit.inference.integrity import EMBEDDED_KEY, authorize, description, record_onnx_sha256
+from ferkit.inference.metadata import METADATA_FILE
 from ferkit.preprocessing import Preprocessing
 
-METADATA_KEY = "ferkit"
+METADATA_KEY = EMBEDDED_KEY
+
+
+def embed_metadata(path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Store ``metadata``'s description in an ONNX file's metadata props (replacing what was there;
+    the graph and its weights are unchanged), and record the file's new sha256 in the model.json
+    beside it, if any."""
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    inside = description(metadata)
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(inside)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    record_onnx_sha256(path, inside)
+    return path
 
 
 def export_onnx(weights: str | Path, out: str | Path, opset: int = 18) -> Path:
     """Export ferkit weights to one self-contained .onnx file with a dynamic batch axis.
 
     The weights' JSON (labels, preprocessing, temperature, metrics) is stored in the model's
-    metadata under "ferkit", so the file alone is enough to classify faces.
+    metadata under "ferkit", so the file alone is enough to classify faces; written into the
+    weights' folder, its sha256 is recorded in model.json.
     """
-    import onnx
     import torch
 
     from ferkit.inference.checkpoint import load_model
@@ -45,12 +64,7 @@ def export_onnx(weights: str | Path, out: str | Path, opset: int = 18) -> Path:
             dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, opset_version=opset, dynamo=True,
             external_data=False, verbose=False,
         )
-    model = onnx.load(str(out))
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(loaded.metadata)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out))
-    return out
+    return embed_metadata(out, loaded.metadata)
 
 
 def valid_calibration_faces(data: str | Path, count: int = 2000, seed: int = 0) -> np.ndarray:
@@ -77,7 +91,6 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration_faces: np.ndarr
     """
     import tempfile
 
-    import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -100,19 +113,17 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration_faces: np.ndarr
         quantize_static(str(prepared), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
-    model = onnx.load(str(out))
-    metadata = dict(source.metadata, quantization={
+    return embed_metadata(out, dict(source.metadata, quantization={
         "scheme": "static QDQ, int8 weights per channel (7-bit range), uint8 activations (min-max calibration)",
-        "calibration_faces": int(len(inputs)), "tool": "onnxruntime.quantization"})
-    del model.metadata_props[:]
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    onnx.save(model, str(out))
-    return out
+        "calibration_faces": int(len(inputs)), "tool": "onnxruntime.quantization"}))
 
 
 class OnnxClassifier(Classifier):
-    """Classify 48x48 gray faces with ONNX Runtime from a file written by export_onnx."""
+    """Classify 48x48 gray faces with ONNX Runtime from a file written by export_onnx.
+
+    integrity.authorize decides whether the file may run: beside a model.json, its sha256 must be
+    the one recorded there and its embedded description must agree with model.json's.
+    """
 
     def __init__(self, path: str | Path, tta: bool = False, threads: int | None = None, prior: str = "train",
                  expected_sha256: str | None = None, torch_weights: Path | None = None) -> None:
@@ -122,24 +133,22 @@ class OnnxClassifier(Classifier):
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"{path}: no such ONNX file")
-        check_sha256(path, expected_sha256)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         # Idle worker threads would otherwise spin between calls and slow down the face detector.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
-            raise CheckpointError(f"{path}: not a readable ONNX model ({exc})") from exc
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta:
-            raise CheckpointError(f"{path}: no ferkit metadata; export it with `ferkit export --format onnx`")
-        try:
-            parsed = json.loads(meta[METADATA_KEY])
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}: the ferkit metadata is not valid JSON ({exc})") from exc
-        self.metadata: dict[str, Any] = validate_metadata(parsed, str(path))
+
+        def open_session(file: Path) -> str | None:  # runs only once the file's hashes are checked
+            try:
+                self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt files
+                raise CheckpointError(f"{file}: not a readable ONNX model ({exc})") from exc
+            return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+
+        sidecar = path.parent / METADATA_FILE
+        self.metadata: dict[str, Any] = authorize(path, sidecar if sidecar.is_file() else None, open_session,
+                                                  expected_sha256)
         self.labels = tuple(self.metadata["labels"])
         self.preprocessing = Preprocessing.from_dict(self.metadata["preprocessing"])
         self.tta = tta

@@ -16,21 +16,29 @@ from ferkit.inference.outputs import unique_stems
 from ferkit.inference.recognizer import Recognizer
 
 
+def _image_entry(path: Path, recursive: bool) -> bool:
+    """Whether a folder's entry is one of its images: a name with an image suffix, whether or not
+    it can be read (a folder named x.jpg, a broken or looping link get an error record), except
+    folders that a recursive listing goes into."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not (recursive and path.is_dir())
+
+
 def expand_inputs(paths: Iterable[str], recursive: bool = False) -> list[tuple[str, str | None]]:
-    """(path, error) pairs: files as given, folders' images, glob matches; an error for what matches nothing."""
+    """(path, error) pairs: files as given, folders' images, glob matches; an error for what
+    matches nothing. Every entry gets a pair: one that cannot be read fails when it is decoded."""
     out: list[tuple[str, str | None]] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir())
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in (path.rglob("*") if recursive else path.iterdir()) if _image_entry(p, recursive))
             if not found:
                 out.append((raw, "folder has no images" + ("" if recursive else " (use --recursive for sub-folders)")))
             out.extend((str(p), None) for p in found)
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             out.append((raw, None))
         elif glob.has_magic(raw):
-            matches = sorted(m for m in glob.glob(raw, recursive=recursive) if Path(m).is_file())
+            matches = sorted(m for m in glob.glob(raw, recursive=recursive)
+                             if Path(m).is_file() or _image_entry(Path(m), recursive))
             if matches:
                 out.extend((m, None) for m in matches)
             else:

@@ -226,11 +226,17 @@ def load(
 
         if onnx_path is None:
             raise FerkitError(f"{path}: the onnx backend needs a .onnx file; make one with `ferkit export --format onnx`")
-        from ferkit.inference.metadata import WEIGHTS_FILE
+        from ferkit.inference.integrity import authorize, safetensors_description
+        from ferkit.inference.metadata import METADATA_FILE, WEIGHTS_FILE
 
         torch_weights = path / WEIGHTS_FILE if path.is_dir() else None
+        if torch_weights is not None and torch_weights.is_file():
+            # Grad-CAM's weights are checked now: a damaged file fails the load, not a later request.
+            authorize(torch_weights, path / METADATA_FILE, safetensors_description)
+        else:
+            torch_weights = None
         classifier = OnnxClassifier(onnx_path, tta=tta, prior=prior, expected_sha256=expected_sha256,
-                                    torch_weights=torch_weights if torch_weights and torch_weights.is_file() else None)
+                                    torch_weights=torch_weights)
     elif backend == "torch":
         from ferkit.inference.classifier import FaceClassifier
 

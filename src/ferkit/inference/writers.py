@@ -4,11 +4,17 @@ A record is ``{"path", "faces": [...], "error"?}`` (see batch.finish). JSON line
 per line; CSV and Parquet flatten it to one row per face (one row with empty face fields for an
 image with no face or an error).
 
-Resuming: the inputs already in the output are skipped and new records are appended. A line cut
-short by the interruption is dropped first (its input is done again). Parquet files cannot be
+Without ``resume`` the output is replaced. Resuming: the inputs already in the output are skipped
+and new records are appended, so that each input's records are there exactly once. A line cut
+short by the interruption is dropped first, and in a CSV file the last input's rows too (a cut
+between two of its rows cannot be seen): that input is done again. Parquet files cannot be
 appended to, so the records of a Parquet run are journaled to ``OUTPUT.partial.jsonl`` as they
 come and the Parquet file is written (atomically) when the run ends; a resumed run counts the
-journal's records as done.
+journal's records as done, and drops those the Parquet file already holds (a run killed after
+writing the Parquet file, before removing its journal).
+
+The output is checked before any work: a folder, or a place that cannot be written, is a
+FerkitError and nothing is left behind.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class RecordWriter:
             raise FerkitError("Parquet needs a file: pass --output results.parquet")
         if resume and self.output is None:
             raise FerkitError("--resume needs --output: the file whose inputs are already done")
+        self.resume = resume
         self.done: set[str] = set()
         self._csv: Any = None
         self._handle: IO[str]
@@ -71,14 +78,19 @@ class RecordWriter:
             self._handle = stream or sys.stdout
             self._text_header(new=True)
             return
-        self.output.parent.mkdir(parents=True, exist_ok=True)
         text_file = self._journal() if fmt == "parquet" else self.output
+        _check_writable(self.output)
+        if fmt == "parquet":
+            _check_writable(text_file)
         if resume:
             self.done = self._done_paths(text_file)
         elif fmt == "parquet" and text_file.exists():
             text_file.unlink()
         new = not text_file.exists() or text_file.stat().st_size == 0
-        self._handle = text_file.open("a" if resume else "w", newline="", encoding="utf-8")
+        try:
+            self._handle = text_file.open("a" if resume else "w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise FerkitError(f"{text_file}: cannot write ({exc.strerror}); choose another --output") from exc
         self._text_header(new=new or not resume)
 
     def _journal(self) -> Path:
@@ -107,26 +119,30 @@ class RecordWriter:
             self._write_parquet()
 
     def _done_paths(self, text_file: Path) -> set[str]:
-        """Paths already written; a last line cut short is removed from the file first."""
+        """Paths already written, after removing what an interruption may have left incomplete
+        (a last line cut short; a CSV file's last input; journaled records the Parquet file holds)."""
         done: set[str] = set()
         if self.fmt == "parquet" and self.output is not None and self.output.exists():
             done |= {str(p) for p in _parquet_column(self.output, "path")}
         if not text_file.exists():
             return done
         _drop_partial_line(text_file)
-        with text_file.open(newline="", encoding="utf-8") as handle:
-            if self.fmt == "csv":
-                reader = csv.reader(handle)
-                header = next(reader, None)
-                if header is not None and header != columns(self.labels):
-                    raise FerkitError(f"{text_file}: its columns are not this model's; write to a new file")
-                done |= {row[0] for row in reader if row}
-            else:
-                for number, line in enumerate(handle, 1):
-                    try:
-                        done.add(json.loads(line)["path"])
-                    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                        raise FerkitError(f"{text_file}:{number}: not a ferkit record; write to a new file") from exc
+        if self.fmt == "csv":
+            return done | _csv_done(text_file, columns(self.labels))
+        kept = []
+        with text_file.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    path = json.loads(line)["path"]
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise FerkitError(f"{text_file}:{number}: not a ferkit record; write to a new file") from exc
+                if path not in done:
+                    kept.append(line)
+                done.add(path)
+        if self.fmt == "parquet":  # the journal keeps only what the Parquet file lacks
+            partial = text_file.with_name(text_file.name + ".tmp")
+            partial.write_text("".join(kept), encoding="utf-8")
+            os.replace(partial, text_file)
         return done
 
     def _write_parquet(self) -> None:
@@ -140,7 +156,7 @@ class RecordWriter:
                             ("error", pa.string())])
         partial = self.output.with_name(self.output.name + ".writing")
         with pq.ParquetWriter(partial, schema) as writer:
-            if self.output.exists():  # a resumed run: the rows written before come first
+            if self.resume and self.output.exists():  # the rows written before come first
                 for batch in pq.ParquetFile(self.output).iter_batches(batch_size=65536):
                     writer.write_table(pa.Table.from_batches([batch]).cast(schema))
             for chunk in _chunks(self._journal(), self.labels):
@@ -159,6 +175,48 @@ def _chunks(journal: Path, labels: Sequence[str], size: int = 20000) -> Iterator
                 chunk = []
     if chunk:
         yield chunk
+
+
+def _check_writable(path: Path) -> None:
+    """A FerkitError now, before any work, unless ``path`` can be written as a file."""
+    if path.is_dir():
+        raise FerkitError(f"{path}: is a folder; give --output a file name (results.jsonl, .csv or .parquet)")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FerkitError(f"{path}: cannot make its folder {parent} ({exc.strerror}); choose another --output") from exc
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise FerkitError(f"{path}: not writable; choose another --output")
+
+
+def _csv_done(path: Path, header: list[str]) -> set[str]:
+    """The inputs of a CSV output, after cutting off its last input's rows (an interruption may
+    have stopped between two of them; that input is done again)."""
+    done: list[str] = []
+    with path.open("rb+") as handle:
+        end = [0]
+
+        def lines() -> Iterator[str]:
+            while line := handle.readline():
+                end[0] = handle.tell()
+                yield line.decode("utf-8")
+
+        reader = csv.reader(lines())
+        first = next(reader, None)
+        if first is None:
+            return set()
+        if first != header:
+            raise FerkitError(f"{path}: its columns are not this model's; write to a new file")
+        row_start, last_start = end[0], None
+        for row in reader:
+            if row and (not done or row[0] != done[-1]):
+                done.append(row[0])
+                last_start = row_start
+            row_start = end[0]
+        if last_start is not None:
+            handle.truncate(last_start)
+    return set(done[:-1])
 
 
 def _parquet_column(path: Path, name: str) -> list[Any]:

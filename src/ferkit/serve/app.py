@@ -9,8 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -23,11 +23,12 @@ from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ferkit import __version__
-from ferkit.data.images import decode_face, open_image, to_rgb_array
-from ferkit.errors import FerkitError, ImageError, ImageTooLargeError
+from ferkit.data.images import decode_face, decode_rgb
+from ferkit.errors import FerkitError, ImageFormatError, ImageTooLargeError
 from ferkit.extras import MissingExtraError, require
 from ferkit.inference.recognizer import Analysis, Recognizer
 from ferkit.labels import EMOTIONS
+from ferkit.serve.budget import PixelBudget, PixelLease
 from ferkit.serve.errors import ApiError, error_response, install_error_handlers
 from ferkit.serve.gate import Gate
 from ferkit.serve.metrics import Metrics
@@ -35,8 +36,6 @@ from ferkit.serve.models import ModelPool, ServedModel
 from ferkit.serve.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
-#: Image formats the service decodes; anything else PIL could open (EPS, PSD, ICO, ...) is refused.
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 NPY_MAGIC = b"\x93NUMPY"
 NPY_TYPES = ("application/octet-stream", "application/x-npy", "application/npy")
 
@@ -67,6 +66,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     settings = settings or ServeSettings.from_env()
     metrics = Metrics()
     pool = ModelPool(settings, metrics)
+    budget = PixelBudget(settings.max_pixels_in_flight)
+
+    def lease() -> PixelLease:
+        return budget.lease(settings.timeout_s / 2)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,14 +84,15 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan,
                   description="Facial expression recognition: 8 emotions of every face in a photo.")
     app.state.settings, app.state.pool, app.state.metrics = settings, pool, metrics
-    install_error_handlers(app, settings.max_upload_mb)
+    install_error_handlers(app)
 
     @app.post("/v1/analyze", dependencies=bearer, summary="emotions of every face in one photo")
     def analyze(file: Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, BMP, GIF or TIFF")],
                 options: Annotated[AnalyzeOptions, Depends(analyze_options)]) -> dict[str, Any]:
         served = pool.get(options.model, options.prior)
-        rgb, scale = _decode_photo(_read(file, settings), _name(file), settings)
-        result = _analyze_images(pool, served, [(rgb, scale)], options, settings)[0]
+        with lease() as pixels:
+            rgb, scale = _decode_photo(_read(file, settings), _name(file), settings, pixels)
+            result = _analyze_images(pool, served, [(rgb, scale)], options, settings)[0]
         return {**result, "model": served.name, "prior": served.prior}
 
     @app.post("/v1/analyze/batch", dependencies=bearer, summary="emotions of every face in several photos")
@@ -98,13 +102,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             raise ApiError(413, "too_many_images", f"{len(files)} images; at most {settings.max_batch_images} per request")
         served = pool.get(options.model, options.prior)
         decoded: list[tuple[np.ndarray, float] | dict[str, Any]] = []
-        for upload in files:
-            try:
-                decoded.append(_decode_photo(_read(upload, settings), _name(upload), settings))
-            except ApiError as exc:  # one bad image fails alone
-                decoded.append({"error": {"code": exc.code, "message": exc.message}})
-        images = [item for item in decoded if isinstance(item, tuple)]
-        analysed = iter(_analyze_images(pool, served, images, options, settings))
+        with lease() as pixels:
+            for upload in files:
+                try:
+                    decoded.append(_decode_photo(_read(upload, settings), _name(upload), settings, pixels))
+                except ApiError as exc:  # one bad image fails alone
+                    decoded.append({"error": {"code": exc.code, "message": exc.message}})
+            images = [item for item in decoded if isinstance(item, tuple)]
+            analysed = iter(_analyze_images(pool, served, images, options, settings))
         results = [item if isinstance(item, dict) else next(analysed) for item in decoded]
         for upload, result in zip(files, results):
             result["filename"] = _name(upload)
@@ -118,8 +123,9 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         model: Annotated[str | None, Query(max_length=64)] = None,
     ) -> dict[str, Any]:
         served = pool.get(model, prior)
-        faces = np.concatenate([_decode_faces(_read(upload, settings, NPY_TYPES), _name(upload), settings)
-                                for upload in files])
+        with lease() as pixels:
+            faces = np.concatenate([_decode_faces(_read(upload, settings, NPY_TYPES), _name(upload), settings, pixels)
+                                    for upload in files])
         if len(faces) > settings.max_classify_faces:
             raise ApiError(413, "too_many_faces", f"{len(faces)} faces; at most {settings.max_classify_faces} per request")
         probs = served.classify(faces, settings.timeout_s)
@@ -170,36 +176,60 @@ def _read(upload: UploadFile, settings: ServeSettings, also: tuple[str, ...] = (
     return data
 
 
-def _decode_photo(data: bytes, name: str, settings: ServeSettings) -> tuple[np.ndarray, float]:
-    """RGB uint8 of an uploaded photo; 400 when unreadable, 413 when over the pixel limit."""
+def _decode_photo(data: bytes, name: str, settings: ServeSettings, pixels: PixelLease) -> tuple[np.ndarray, float]:
+    """RGB uint8 of an uploaded photo, its pixels reserved from ``pixels`` and reduced to what
+    detection and cropping use; 415 for a format off the allow-list, 400 when unreadable, 413
+    when over the pixel limit."""
+    work = (2 * settings.detect_size) ** 2
+    with _image_errors():
+        return decode_rgb(data, name, settings.max_pixels, reserve=pixels.reserve, work_pixels=work)
+
+
+@contextmanager
+def _image_errors() -> Iterator[None]:
+    """The ferkit image errors as API errors."""
     try:
-        image, scale = open_image(data, name, max_pixels=settings.max_pixels, reduce=False, formats=IMAGE_FORMATS)
-        with image:
-            return to_rgb_array(image), scale
+        yield
     except ImageTooLargeError as exc:
         raise ApiError(413, "too_large", str(exc)) from exc
-    except ImageError as exc:
+    except ImageFormatError as exc:
+        raise ApiError(415, "unsupported_type", str(exc)) from exc
+    except FerkitError as exc:
         raise ApiError(400, "bad_image", str(exc)) from exc
 
 
-def _decode_faces(data: bytes, name: str, settings: ServeSettings) -> np.ndarray:
+def _decode_faces(data: bytes, name: str, settings: ServeSettings, pixels: PixelLease) -> np.ndarray:
     """uint8 gray faces (N, 48, 48) from a face image or a .npy array."""
     if not data.startswith(NPY_MAGIC):
-        try:
-            return decode_face(data, name, resize=True, max_pixels=settings.max_pixels)[None]
-        except ImageTooLargeError as exc:
-            raise ApiError(413, "too_large", str(exc)) from exc
-        except FerkitError as exc:
-            raise ApiError(400, "bad_image", str(exc)) from exc
+        with _image_errors():
+            return decode_face(data, name, resize=True, max_pixels=settings.max_pixels, reserve=pixels.reserve)[None]
+    return _npy_faces(data, name, settings.max_classify_faces)
+
+
+def _npy_faces(data: bytes, name: str, max_faces: int) -> np.ndarray:
+    """The faces of a .npy upload, its header checked before anything is allocated: uint8
+    (N, 48, 48) or (48, 48), N at most ``max_faces``, exactly as many bytes as the header says."""
+    from numpy.lib import format as npy
+
+    buffer = io.BytesIO(data)
     try:
-        faces = np.load(io.BytesIO(data), allow_pickle=False)  # never unpickle what a client sends
-    except (ValueError, OSError, EOFError) as exc:
+        version = npy.read_magic(buffer)
+        read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"version {version}")
+        shape, fortran, dtype = read(buffer)
+    except (ValueError, OSError, EOFError) as exc:  # never unpickled: only the header is parsed
         raise ApiError(400, "bad_request", f"{name}: not a readable .npy array of faces") from exc
-    if faces.ndim == 2:
-        faces = faces[None]
-    if faces.dtype != np.uint8 or faces.ndim != 3 or faces.shape[1:] != (48, 48):
-        raise ApiError(400, "bad_request", f"{name}: expected uint8 faces (N, 48, 48), got {faces.dtype} {faces.shape}")
-    return faces
+    faces_shape = (1, *shape) if len(shape) == 2 else shape
+    if dtype != np.uint8 or len(faces_shape) != 3 or faces_shape[1:] != (48, 48):
+        raise ApiError(400, "bad_request", f"{name}: expected uint8 faces (N, 48, 48), got {dtype} {shape}")
+    if faces_shape[0] > max_faces:
+        raise ApiError(413, "too_many_faces", f"{name}: {faces_shape[0]:,} faces; at most {max_faces} per request")
+    if len(data) - buffer.tell() != int(np.prod(faces_shape)):
+        raise ApiError(400, "bad_request", f"{name}: the array holds {len(data) - buffer.tell():,} bytes, "
+                                           f"not the {int(np.prod(faces_shape)):,} its header says")
+    faces = np.frombuffer(data, np.uint8, offset=buffer.tell())
+    return faces.reshape(faces_shape, order="F" if fortran else "C")
 
 
 def _analyze_images(pool: ModelPool, served: ServedModel, images: list[tuple[np.ndarray, float]],

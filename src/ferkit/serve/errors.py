@@ -33,8 +33,37 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
-class BodyTooLarge(Exception):
+class Refused(Exception):
+    """A request the gate stops while its body is being read (raised from ``receive``, so that it
+    also reaches the app's handlers wrapped in the form parser's HTTPException)."""
+
+    status, code = 400, "bad_request"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def response(self) -> JSONResponse:
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if self.status == 503 else None
+        return error_response(self.status, self.code, self.message, headers)
+
+
+class BodyTooLarge(Refused):
     """The request body passed the upload limit while it was being read."""
+
+    status, code = 413, "too_large"
+
+
+class BodyTimeout(Refused):
+    """The request body did not arrive in time."""
+
+    status, code = 408, "request_timeout"
+
+
+class QueueFull(Refused):
+    """The body arrived, and every place for a request at work is taken."""
+
+    status, code = 503, "overloaded"
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -48,10 +77,10 @@ def overloaded(message: str) -> JSONResponse:
 
 
 HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-              413: "too_large", 415: "unsupported_type", 422: "invalid_parameter"}
+              408: "request_timeout", 413: "too_large", 415: "unsupported_type", 422: "invalid_parameter"}
 
 
-def install_error_handlers(app: FastAPI, max_upload_mb: float) -> None:
+def install_error_handlers(app: FastAPI) -> None:
     """Answer every exception as a JSON error."""
 
     @app.exception_handler(ApiError)
@@ -60,8 +89,8 @@ def install_error_handlers(app: FastAPI, max_upload_mb: float) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        if isinstance(exc.__cause__, BodyTooLarge):  # raised while FastAPI parsed the form
-            return error_response(413, "too_large", f"the request is over the {max_upload_mb:g} MB upload limit")
+        if isinstance(exc.__cause__, Refused):  # raised by the gate while FastAPI parsed the form
+            return exc.__cause__.response()
         if exc.status_code == 400:
             return error_response(400, "bad_request", "the request body is not a valid multipart form")
         return error_response(exc.status_code, HTTP_CODES.get(exc.status_code, "error"), str(exc.detail),

@@ -1,8 +1,11 @@
-"""The door every request passes: request id, API key, upload size, admission, timeout, metrics, log.
+"""The door every request passes: request id, API key, upload size, admission, deadlines, metrics, log.
 
 Written as plain ASGI middleware so that a refused request is answered before its body is read:
 a client without a key, with a body over the limit, or arriving when the queue is full costs
-the server nothing.
+the server nothing. A work request waits for its body outside the queue (up to ``body_timeout_s``,
+then 408): clients that send slowly cannot take the places of requests ready to run. Only once
+its body has arrived does it take one of the ``queue_size`` places (503 when none is free). Every
+answer carries the request id, a 500 included.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ferkit.serve.errors import REQUEST_ID, BodyTooLarge, error_response, overloaded
+from ferkit.serve.errors import REQUEST_ID, BodyTimeout, BodyTooLarge, QueueFull, Refused, error_response, overloaded
 from ferkit.serve.metrics import Metrics
 from ferkit.serve.settings import ServeSettings
 
@@ -25,6 +29,16 @@ logger = logging.getLogger("ferkit.serve.access")
 WORK_PATHS = frozenset({"/v1/analyze", "/v1/analyze/batch", "/v1/classify"})
 ENDPOINTS = WORK_PATHS | {"/v1/models", "/healthz", "/readyz", "/metrics"}
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: Requests that may be receiving their body at once, per place in the queue.
+RECEIVING_PER_PLACE = 4
+
+
+@dataclass
+class _Admission:
+    """Where one work request stands: receiving its body, then admitted to the queue."""
+
+    receiving: bool = False
+    admitted: bool = False
 
 
 class Gate:
@@ -34,7 +48,8 @@ class Gate:
         self.app = app
         self.settings = settings
         self.metrics = metrics
-        self.in_flight = 0  # only touched on the event loop: no lock needed
+        self.in_flight = 0  # work requests whose body has arrived; only touched on the event loop
+        self.receiving = 0  # work requests still receiving their body
         self._keys = [key.encode() for key in settings.api_keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -61,22 +76,27 @@ class Gate:
             if refusal is not None:
                 await refusal(scope, receive, send_with_id)
                 return
-            admitted = scope["path"] in WORK_PATHS
-            if admitted:
-                self.in_flight += 1
-                self.metrics.queue_depth.inc()
+            state = _Admission(receiving=scope["path"] in WORK_PATHS)
+            self.receiving += state.receiving
             try:
-                await asyncio.wait_for(self.app(scope, self._limited(receive), send_with_id),
+                await asyncio.wait_for(self.app(scope, self._guarded(receive, state), send_with_id),
                                        self.settings.timeout_s)
             except TimeoutError:
                 if not response_started[0]:
-                    await overloaded(f"no answer within {self.settings.timeout_s:g} s; try again")(
-                        scope, receive, send_with_id)
-            except BodyTooLarge:
+                    answer = (BodyTimeout(self._slow_body()).response() if state.receiving else
+                              overloaded(f"no answer within {self.settings.timeout_s:g} s; try again"))
+                    await answer(scope, receive, send_with_id)
+            except Refused as exc:
                 if not response_started[0]:
-                    await self._too_large()(scope, receive, send_with_id)
+                    await exc.response()(scope, receive, send_with_id)
+            except Exception:  # noqa: BLE001 - answered as a 500 with the request id, and logged
+                logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                if not response_started[0]:
+                    await error_response(500, "internal", "the server failed on this request; it is logged "
+                                                          "under the request id")(scope, receive, send_with_id)
             finally:
-                if admitted:
+                self.receiving -= state.receiving
+                if state.admitted:
                     self.in_flight -= 1
                     self.metrics.queue_depth.dec()
         finally:
@@ -95,13 +115,28 @@ class Gate:
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.settings.max_upload_bytes):
             return self._too_large()
-        if path in WORK_PATHS and scope["method"] == "POST" and not headers.get("content-type", "").startswith(
+        if path in WORK_PATHS and scope["method"] == "POST" and not headers.get("content-type", "").lower().startswith(
                 "multipart/form-data"):
             return error_response(415, "unsupported_type", "send the files as multipart/form-data (curl -F file=@photo.jpg)")
-        if path in WORK_PATHS and self.in_flight >= self.settings.queue_size:
+        if path in WORK_PATHS and (self.in_flight >= self.settings.queue_size
+                                   or self.receiving >= RECEIVING_PER_PLACE * self.settings.queue_size):
             self.metrics.rejected.inc()
-            return overloaded(f"the server is busy ({self.settings.queue_size} requests in progress); retry shortly")
+            return overloaded(self._busy())
         return None
+
+    def _busy(self) -> str:
+        return f"the server is busy ({self.settings.queue_size} requests in progress); retry shortly"
+
+    def _admit(self, state: _Admission) -> None:
+        """The body has arrived: take a place in the queue, or QueueFull."""
+        self.receiving -= 1
+        state.receiving = False
+        if self.in_flight >= self.settings.queue_size:
+            self.metrics.rejected.inc()
+            raise QueueFull(self._busy())
+        self.in_flight += 1
+        self.metrics.queue_depth.inc()
+        state.admitted = True
 
     def _authorized(self, headers: Headers) -> bool:
         scheme, _, key = headers.get("authorization", "").partition(" ")
@@ -111,17 +146,36 @@ class Gate:
         return any(hmac.compare_digest(given, known) for known in self._keys)  # constant time per key
 
     def _too_large(self):  # noqa: ANN202
-        return error_response(413, "too_large", f"the request is over the {self.settings.max_upload_mb:g} MB upload limit")
+        return BodyTooLarge(self._too_large_message()).response()
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _too_large_message(self) -> str:
+        return f"the request is over the {self.settings.max_upload_mb:g} MB upload limit"
+
+    def _slow_body(self) -> str:
+        return f"the request body did not arrive within {self.settings.body_timeout_s:g} s; send it at once"
+
+    def _guarded(self, receive: Receive, state: _Admission) -> Receive:
+        """``receive`` with the upload limit and the body deadline; a work request is admitted to
+        the queue when its last body message arrives."""
         remaining = [self.settings.max_upload_bytes]
+        deadline = time.monotonic() + self.settings.body_timeout_s
+        done = [False]
 
-        async def limited() -> Message:
-            message = await receive()
+        async def guarded() -> Message:
+            if done[0]:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise BodyTimeout(self._slow_body()) from None
             if message["type"] == "http.request":
                 remaining[0] -= len(message.get("body", b""))
                 if remaining[0] < 0:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self._too_large_message())
+                if not message.get("more_body", False):
+                    done[0] = True
+                    if state.receiving:
+                        self._admit(state)
             return message
 
-        return limited
+        return guarded

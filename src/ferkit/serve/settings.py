@@ -26,6 +26,8 @@ class ServeSettings:
         max_upload_mb: largest request body (all files of a request together), in megabytes.
         max_image_mb: largest single uploaded file, in megabytes.
         max_pixels: images over this many pixels are refused (decompression bombs included).
+        max_pixels_in_flight: decoded pixels held at once by all requests together; an upload
+            that does not fit waits (at most half of ``timeout_s``), then gets 503.
         max_batch_images: most images in one /v1/analyze/batch request.
         max_classify_faces: most faces in one /v1/classify request.
         max_faces: most faces analysed per image (largest first).
@@ -33,6 +35,8 @@ class ServeSettings:
         queue_size: most requests admitted at once (running or waiting); beyond it the answer is
             503 with Retry-After, never an unbounded backlog.
         timeout_s: a request still unanswered after this many seconds gets 503.
+        body_timeout_s: a request whose body has not fully arrived after this many seconds gets
+            408; until then it waits outside the ``queue_size`` requests at work.
         batch_wait_ms: how long the classifier waits to gather faces of concurrent requests
             into one batch; 0 classifies each request on its own.
         max_batch_faces: most faces classified in one batch.
@@ -46,12 +50,14 @@ class ServeSettings:
     max_upload_mb: float = 50.0
     max_image_mb: float = 20.0
     max_pixels: int = 25_000_000
+    max_pixels_in_flight: int = 100_000_000
     max_batch_images: int = 16
     max_classify_faces: int = 1024
     max_faces: int = 30
     max_gradcam_faces: int = 10
     queue_size: int = 64
     timeout_s: float = 30.0
+    body_timeout_s: float = 10.0
     batch_wait_ms: float = 5.0
     max_batch_faces: int = 64
     detect_size: int = 960
@@ -63,11 +69,14 @@ class ServeSettings:
 
         check_prior(self.prior)
         for name in ("max_upload_mb", "max_image_mb", "max_pixels", "max_batch_images", "max_classify_faces",
-                     "max_faces", "queue_size", "timeout_s", "max_batch_faces", "detect_size"):
+                     "max_faces", "queue_size", "timeout_s", "body_timeout_s", "max_batch_faces", "detect_size"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"serve setting {name} must be positive, got {getattr(self, name)}")
         if self.batch_wait_ms < 0 or self.max_gradcam_faces < 0:
             raise ConfigError("serve settings batch_wait_ms and max_gradcam_faces must not be negative")
+        if self.max_pixels_in_flight < self.max_pixels:
+            raise ConfigError(f"serve setting max_pixels_in_flight ({self.max_pixels_in_flight:,}) must hold at least "
+                              f"one image of max_pixels ({self.max_pixels:,})")
         if any(not key.strip() for key in self.api_keys):
             raise ConfigError("an API key must not be empty")
 
