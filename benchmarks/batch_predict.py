@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 import ferkit
-from ferkit.inference.predict import predict_files
+from ferkit.batch.predict import predict_files
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 

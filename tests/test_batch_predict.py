@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ferkit.cli import main
-from ferkit.inference import writers
+from ferkit.batch import writers
 
 DATA = Path(__file__).parent / "data"
 
@@ -131,7 +131,7 @@ def test_videos_on_ray_write_one_timeline_each(tmp_path: Path):
     import numpy as np
     import ray
 
-    from ferkit.inference.ray_data import process_videos
+    from ferkit.batch.ray_data import process_videos
 
     face = cv2.cvtColor(np.asarray(Image.open(DATA / "amy1.png").convert("RGB")), cv2.COLOR_RGB2BGR)
     clips = []
@@ -193,7 +193,7 @@ def test_a_finished_parquet_beside_a_leftover_journal_resumes_without_duplicates
 def test_an_unwritable_output_is_refused_before_any_work(folder: Path, tmp_path: Path, name: str,
                                                          capsys: pytest.CaptureFixture[str],
                                                          monkeypatch: pytest.MonkeyPatch):
-    from ferkit.inference import batch
+    from ferkit.batch import workers as batch
 
     (tmp_path / "a folder").mkdir()
     (tmp_path / "a folder.parquet").mkdir()

@@ -151,7 +151,7 @@ def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from ferkit.inference.predict import predict_files
+    from ferkit.batch.predict import predict_files
 
     recognizer = _recognizer(args)
     failures = predict_files(recognizer, args.paths, recursive=args.recursive, fmt=args.format,

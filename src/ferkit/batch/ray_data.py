@@ -62,14 +62,14 @@ class _Predictor:
     """A Ray Data actor: one recognizer, used for every batch of paths it is given."""
 
     def __init__(self, recipe: Recipe) -> None:
-        from ferkit.inference.batch import DetectSpec, single_threaded
+        from ferkit.batch.workers import DetectSpec, single_threaded
 
         single_threaded()  # one CPU per actor: the actors are the parallelism
         self.recognizer = recipe.build()
         self.spec = DetectSpec.of(self.recognizer)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from ferkit.inference.batch import finish, prepare
+        from ferkit.batch.workers import finish, prepare
 
         prepared = [prepare(str(path), self.spec, str(error) or None) for path, error in zip(batch["path"], batch["error"])]
         records = finish(self.recognizer, prepared)
@@ -125,7 +125,7 @@ def ray_records(recognizer: Recognizer, inputs: Sequence[tuple[str, str | None]]
 
 
 def _video_task(recipe: Recipe, source: str, csv_path: str, every: int) -> dict[str, Any]:
-    from ferkit.inference.batch import single_threaded
+    from ferkit.batch.workers import single_threaded
     from ferkit.video.process import run_video
 
     single_threaded()

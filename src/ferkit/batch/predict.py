@@ -59,13 +59,13 @@ def predict_files(recognizer: Recognizer, paths: Iterable[str], recursive: bool 
         resume: skip the inputs already in ``output`` and append the rest.
         engine: "local", or "ray" (Ray Data on a local Ray or the cluster at ``address``).
     """
-    from ferkit.inference.batch import predict_records
-    from ferkit.inference.writers import RecordWriter, format_of
+    from ferkit.batch.workers import predict_records
+    from ferkit.batch.writers import RecordWriter, format_of
 
     writer = RecordWriter(recognizer.labels, format_of(output, fmt), output, stream, resume)
     todo = [(path, error) for path, error in expand_inputs(paths, recursive) if path not in writer.done]
     if engine == "ray":
-        from ferkit.inference.ray_data import ray_records
+        from ferkit.batch.ray_data import ray_records
 
         records = ray_records(recognizer, todo, address=address)
     elif engine == "local":
