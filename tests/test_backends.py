@@ -114,9 +114,15 @@ def test_gradcam_on_the_onnx_backend_loads_the_torch_weights_once():
     faces = real_faces()[:3]
     onnx_rec, torch_rec = ferkit.load(), ferkit.load(backend="torch")
     assert isinstance(onnx_rec.classifier, OnnxClassifier)
-    np.testing.assert_allclose(onnx_rec.explain(faces, [1, 1, 1]), torch_rec.explain(faces, [1, 1, 1]), atol=1e-5)
+    from ferkit.errors import ExplainUnavailableError
+    from ferkit.explain.faces import explain_crops
+
+    np.testing.assert_allclose(explain_crops(onnx_rec.classifier, faces, [1, 1, 1]),
+                               explain_crops(torch_rec.classifier, faces, [1, 1, 1]), atol=1e-5)
+    assert onnx_rec.classifier.can_explain and torch_rec.classifier.can_explain
     twin = onnx_rec.classifier.torch_classifier()
     assert onnx_rec.classifier.torch_classifier() is twin
     bare = ferkit.load(bundled_weights("fast") / ONNX_FILES["fp32"])
-    with pytest.raises(TypeError, match="not a bare .onnx file"):
-        bare.explain(faces)
+    assert not bare.classifier.can_explain
+    with pytest.raises(ExplainUnavailableError, match="not a bare .onnx file"):
+        explain_crops(bare.classifier, faces)

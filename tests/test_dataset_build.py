@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ferkit.cli import main
-from ferkit.data.build import (CONTACT_SHEET_FILE, FACES_FILE, MIN_FACES_PER_EMOTION, NO_FACE, REJECTED_FILE,
+from ferkit.finetune.dataset import (CONTACT_SHEET_FILE, FACES_FILE, MIN_FACES_PER_EMOTION, NO_FACE, REJECTED_FILE,
                                SUMMARY_FILE, assign_splits, build_dataset)
 from ferkit.data.images import read_face
 from ferkit.errors import DataError

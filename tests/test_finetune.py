@@ -76,7 +76,7 @@ def test_tiny_finetune_through_the_command_line(tmp_path: Path, capsys: pytest.C
 
 def test_relabel_keeps_every_output_of_the_model(tmp_path: Path):
     ds = tmp_path / "ds"
-    from ferkit.data.build import build_dataset
+    from ferkit.finetune.dataset import build_dataset
 
     build_dataset(_crops_csv(tmp_path / "crops", per_emotion=10), ds, crops=True, progress=False)
     data = load_dataset(ds)

@@ -181,11 +181,14 @@ def test_predict_cli_json_csv_and_errors(trained_run: Path, tmp_path: Path, caps
 def test_gradcam_overlay_explains_only_the_faces_asked(trained_run: Path, monkeypatch: pytest.MonkeyPatch):
     rec = ferkit.load(trained_run)
     analysis = rec.analyze_image(DATA / "bbt3.jpg")
+    from ferkit.explain import faces as explain_faces
+
     explained = []
-    original = rec.explain
-    monkeypatch.setattr(rec, "explain", lambda crops, targets=None: explained.append(len(crops)) or original(crops, targets))
-    two = rec.gradcam_overlay(analysis, max_faces=2)
-    everyone = rec.gradcam_overlay(analysis)
+    original = explain_faces.explain_crops
+    monkeypatch.setattr(explain_faces, "explain_crops", lambda classifier, crops, targets=None:
+                        explained.append(len(crops)) or original(classifier, crops, targets))
+    two = explain_faces.gradcam_overlay(rec, analysis, max_faces=2)
+    everyone = explain_faces.gradcam_overlay(rec, analysis)
     assert explained == [2, 5]
     changed = np.abs(two.astype(int) - analysis.image.astype(int)).sum(axis=2) > 0
     for k, face in enumerate(analysis.faces):

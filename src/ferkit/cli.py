@@ -47,7 +47,7 @@ def _cmd_data_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_dataset_build(args: argparse.Namespace) -> None:
-    from ferkit.data.build import build_dataset
+    from ferkit.finetune.dataset import build_dataset
 
     summary = build_dataset(args.photos, args.out, crops=args.crops, all_faces=args.all_faces, seed=args.seed,
                             detector=args.detector, progress=not args.no_progress)

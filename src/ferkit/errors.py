@@ -36,3 +36,7 @@ class CheckpointError(FerkitError):
 
 class ConfigError(FerkitError):
     """A training configuration value is unknown or invalid."""
+
+
+class ExplainUnavailableError(FerkitError):
+    """These weights cannot be explained with Grad-CAM (an ONNX file without its torch weights)."""

@@ -11,6 +11,7 @@ from PIL import Image
 
 from ferkit.data.images import read_face
 from ferkit.errors import FerkitError
+from ferkit.explain.faces import explain_crops, gradcam_overlay
 from ferkit.explain.cli_figures import all_classes_figure, explanation_figure
 from ferkit.inference.annotate import annotate
 from ferkit.inference.outputs import unique_stems
@@ -54,13 +55,13 @@ def _explain_one(rec: Recognizer, path: Path, out: Path, stem: str, all_classes:
     probs = rec.classify(crops)
     if crop_only:
         k = int(probs[0].argmax())
-        figure = explanation_figure(crops[0], rec.explain(crops, [k])[0], f"{names[k]} ({probs[0, k]:.2f})")
+        figure = explanation_figure(crops[0], explain_crops(rec.classifier, crops, [k])[0], f"{names[k]} ({probs[0, k]:.2f})")
         figure.savefig(target, dpi=110)
     else:
-        drawn = annotate(rec.gradcam_overlay(analysis), analysis.results, bars=False, box_scale=analysis.scale)
+        drawn = annotate(gradcam_overlay(rec, analysis), analysis.results, bars=False, box_scale=analysis.scale)
         Image.fromarray(drawn).save(target)
     if all_classes:
         for i, row in enumerate(probs):
-            maps = np.concatenate([rec.explain(crops[i : i + 1], [c]) for c in range(len(names))])
+            maps = np.concatenate([explain_crops(rec.classifier, crops[i : i + 1], [c]) for c in range(len(names))])
             all_classes_figure(crops[i], maps, row, names).savefig(out / f"{stem}_face{i + 1}_all_classes.png", dpi=110)
     return Explained(str(path), [(names[int(r.argmax())], float(r.max())) for r in probs], target)

@@ -19,7 +19,7 @@ import numpy as np
 from torch import nn
 
 from ferkit.data.augment import AugmentConfig
-from ferkit.data.build import MIN_FACES_PER_EMOTION
+from ferkit.finetune.dataset import MIN_FACES_PER_EMOTION
 from ferkit.data.dataset import FaceData, RawSplit
 from ferkit.data.load import load_dataset
 from ferkit.errors import CheckpointError, DataError

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ferkit.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    from ferkit.inference.classifier import FaceClassifier
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -70,9 +73,17 @@ class Classifier(ABC):
         key = "temperature_tta" if self.tta and "temperature_tta" in calibration else "temperature"
         return float(calibration.get(key, 1.0))
 
-    def torch_classifier(self) -> Classifier:
-        """The torch classifier of these weights, for Grad-CAM: this one on the torch backend."""
-        return self
+    @property
+    def can_explain(self) -> bool:
+        """Whether Grad-CAM can explain these weights (it needs their torch model)."""
+        return False
+
+    def torch_classifier(self) -> FaceClassifier:
+        """The torch classifier of these weights, for Grad-CAM (the torch backend: itself); an
+        ExplainUnavailableError where ``can_explain`` is False."""
+        from ferkit.errors import ExplainUnavailableError
+
+        raise ExplainUnavailableError(f"{type(self).__name__} cannot be explained with Grad-CAM")
 
     @abstractmethod
     def _logits(self, inputs: np.ndarray) -> np.ndarray:

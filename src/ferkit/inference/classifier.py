@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +32,6 @@ class FaceClassifier(Classifier):
         self.metadata = loaded.metadata
         self.weights_path = loaded.path
         self._fast = _inference_copy(self.model) if device == "cpu" else self.model
-        #: Held while Grad-CAM's hooks are on ``model``: every Recognizer sharing it takes turns.
-        self.explain_lock = threading.Lock()
         self._prior_calibration()  # weights that cannot give the prior fail here, not at the first face
 
     @classmethod
@@ -43,6 +40,13 @@ class FaceClassifier(Classifier):
         """Load weights (run folder or .safetensors) and wrap them; ``expected_sha256`` pins the
         weights file's hash."""
         return cls(load_model(path, expected_sha256=expected_sha256), tta=tta, device=device, prior=prior)
+
+    @property
+    def can_explain(self) -> bool:
+        return True
+
+    def torch_classifier(self) -> FaceClassifier:
+        return self
 
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():

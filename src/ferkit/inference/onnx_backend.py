@@ -8,7 +8,7 @@ import json
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from ferkit.inference.base import Classifier, check_prior
 from ferkit.inference.integrity import EMBEDDED_KEY, authorize, description, record_onnx_sha256
 from ferkit.inference.metadata import METADATA_FILE
 from ferkit.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    from ferkit.inference.classifier import FaceClassifier
 
 METADATA_KEY = EMBEDDED_KEY
 
@@ -155,18 +158,25 @@ class OnnxClassifier(Classifier):
         self.path = path
         #: The safetensors this file was exported from, when known (Grad-CAM loads them with torch).
         self.torch_weights = torch_weights
-        self._torch_twin: Classifier | None = None
+        self._torch_twin: FaceClassifier | None = None
         self._twin_lock = threading.Lock()
         self._prior_calibration()  # weights that cannot give the prior fail here, not at the first face
 
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"faces": inputs})[0]
 
-    def torch_classifier(self) -> Classifier:
+    @property
+    def can_explain(self) -> bool:
+        return self.torch_weights is not None
+
+    def torch_classifier(self) -> FaceClassifier:
         """The torch classifier of the same weights (for Grad-CAM), loaded on first use and shared
-        by every caller of this classifier; a TypeError for a bare .onnx file."""
+        by every caller of this classifier; an ExplainUnavailableError for a bare .onnx file."""
         if self.torch_weights is None:
-            raise TypeError("Grad-CAM needs the torch model: load a run folder or .safetensors file, not a bare .onnx file")
+            from ferkit.errors import ExplainUnavailableError
+
+            raise ExplainUnavailableError("Grad-CAM needs the torch model: load a run folder or .safetensors file, "
+                                          "not a bare .onnx file")
         with self._twin_lock:
             if self._torch_twin is None:
                 from ferkit.inference.classifier import FaceClassifier

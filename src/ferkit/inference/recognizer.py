@@ -147,31 +147,6 @@ class Recognizer:
             start += len(batch)
         return out
 
-    def explain(self, crops: np.ndarray, targets: Sequence[int] | None = None) -> np.ndarray:
-        """Grad-CAM heatmaps (N, 48, 48) in [0, 1] for gray crops. Needs torch: with the ONNX backend,
-        the safetensors the ONNX file came from are loaded with torch on first use."""
-        from ferkit.explain.gradcam import gradcam_faces
-
-        torch_classifier: Any = self.classifier.torch_classifier()
-        with torch_classifier.explain_lock:
-            return gradcam_faces(torch_classifier.model, crops, self.classifier.preprocessing,
-                                 target=None if targets is None else list(targets))
-
-
-    def gradcam_overlay(self, analysis: Analysis, max_faces: int | None = None) -> np.ndarray:
-        """The analysed RGB image with Grad-CAM (for the predicted emotion) blended into each face,
-        or into the ``max_faces`` largest only (the others are not explained: no time spent)."""
-        from ferkit.explain.overlay import overlay_on_image
-
-        out = analysis.image
-        count = len(analysis.faces) if max_faces is None else min(max_faces, len(analysis.faces))
-        if not count:
-            return out.copy()
-        targets = [int(np.argmax([r.probabilities[n] for n in self.labels])) for r in analysis.results[:count]]
-        for face, heat in zip(analysis.faces[:count], self.explain(analysis.crops[:count], targets)):
-            out = overlay_on_image(out, face, heat)
-        return out
-
 
 def _scaled(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
     return box if scale == 1.0 else tuple(round(v * scale) for v in box)  # type: ignore[return-value]

@@ -261,11 +261,12 @@ def _gradcam(served: ServedModel, analysis: Analysis, max_faces: int) -> list[st
         require("train", "Grad-CAM")
     except MissingExtraError as exc:
         raise ApiError(501, "not_installed", f"{exc} on the server") from exc
-    try:
-        blended = served.recognizer.gradcam_overlay(analysis, max_faces=max_faces)
-    except TypeError as exc:  # a bare .onnx file has no torch weights to explain with
+    if not served.recognizer.classifier.can_explain:  # a bare .onnx file has no torch weights to explain with
         raise ApiError(422, "invalid_parameter", f"gradcam needs the model's torch weights; '{served.name}' "
-                                                 "is served from an ONNX file only") from exc
+                                                 "is served from an ONNX file only")
+    from ferkit.explain.faces import gradcam_overlay
+
+    blended = gradcam_overlay(served.recognizer, analysis, max_faces=max_faces)
     height, width = blended.shape[:2]
     out: list[str | None] = []
     for i, face in enumerate(analysis.faces):

@@ -54,7 +54,9 @@ def show_image(index: int, name: str, data: bytes, settings) -> None:  # noqa: A
         except MissingExtraError as exc:
             st.warning(str(exc))
         else:
-            base = rec.gradcam_overlay(analysis, max_faces=len(results))
+            from ferkit.explain.faces import gradcam_overlay
+
+            base = gradcam_overlay(rec, analysis, max_faces=len(results))
     drawn = annotate(base, results, bars=False, box_scale=analysis.scale)
     st.image(drawn, caption=f"{len(results)} face(s)", width="stretch")
     columns = st.columns(min(3, len(results)))
