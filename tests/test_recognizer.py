@@ -195,3 +195,24 @@ def test_gradcam_overlay_explains_only_the_faces_asked(trained_run: Path, monkey
         x, y, w, h = face.box
         assert changed[y + h // 2, x + w // 2] == (k < 2)  # the centre of each face: painted only for the two largest
     assert (everyone != analysis.image).any()
+
+
+def test_analyze_decoded_classifies_the_faces_of_every_image_in_one_call(trained_run: Path):
+    from ferkit.inference.images import load_image_scaled
+
+    rec = ferkit.load(trained_run)
+    decoded = [load_image_scaled(DATA / name) for name in ("bbt3.jpg", "amy1.png")]
+    calls = []
+
+    def classify(faces: np.ndarray) -> np.ndarray:
+        calls.append(len(faces))
+        return rec.classify(faces)
+
+    analysed = rec.analyze_decoded(decoded, classify=classify)
+    assert calls == [sum(len(a.faces) for a in analysed)] and calls[0] >= 6
+    for analysis, name in zip(analysed, ("bbt3.jpg", "amy1.png")):
+        assert [r.to_dict() for r in analysis.results] == [r.to_dict() for r in rec.analyze(DATA / name)]
+    strict = rec.with_settings(rec.detector, min_confidence=1.01)
+    assert strict.classifier is rec.classifier
+    assert {r.emotion for r in strict.analyze(DATA / "bbt3.jpg")} == {"uncertain"}
+    assert "uncertain" not in {r.emotion for r in rec.analyze(DATA / "bbt3.jpg")}

@@ -131,8 +131,23 @@ class Recognizer:
 
     def analyze_many(self, images: Iterable[ImageSource]) -> list[list[FaceResult]]:
         """analyze() for many images, classifying all their faces in one batch."""
-        found = [self.detect(image) for image in images]
-        return self.results_many([(faces, self.crops(rgb, faces), scale) for rgb, faces, scale in found])
+        return [analysis.results for analysis in self.analyze_decoded([load_image_scaled(i) for i in images])]
+
+    def analyze_decoded(self, decoded: Sequence[tuple[np.ndarray, float]],
+                        classify: Callable[[np.ndarray], np.ndarray] | None = None) -> list[Analysis]:
+        """analyze_image() for images already decoded, as (RGB uint8 array, scale to the original
+        pixels) pairs: every face of every image classified in one batch by ``classify``
+        (default: this recognizer's; the service passes its micro-batcher)."""
+        found = [(rgb, self.detector.detect(rgb), scale) for rgb, scale in decoded]
+        crops = [self.crops(rgb, faces) for rgb, faces, _ in found]
+        results = self.results_many([(faces, batch, scale) for (_, faces, scale), batch in zip(found, crops)], classify)
+        return [Analysis(rgb, faces, batch, rows, scale)
+                for (rgb, faces, scale), batch, rows in zip(found, crops, results)]
+
+    def with_settings(self, detector: FaceDetector, min_confidence: float | None) -> Recognizer:
+        """A recognizer sharing this one's classifier, with another detector and confidence floor
+        (per-request options of the service); nothing is loaded or copied."""
+        return Recognizer(self.classifier, detector, min_confidence)
 
     def results_many(self, found: Sequence[tuple[Sequence[Face], np.ndarray, float]],
                      classify: Callable[[np.ndarray], np.ndarray] | None = None) -> list[list[FaceResult]]:

@@ -26,8 +26,9 @@ from ferkit import __version__
 from ferkit.data.images import decode_face, decode_rgb
 from ferkit.errors import FerkitError, ImageFormatError, ImageTooLargeError
 from ferkit.extras import MissingExtraError, require
-from ferkit.inference.recognizer import Analysis, Recognizer
+from ferkit.inference.recognizer import Analysis
 from ferkit.labels import EMOTIONS
+from ferkit.preprocessing import FACE_SIZE
 from ferkit.serve.budget import PixelBudget, PixelLease
 from ferkit.serve.errors import ApiError, error_response, install_error_handlers
 from ferkit.serve.gate import Gate
@@ -221,8 +222,8 @@ def _npy_faces(data: bytes, name: str, max_faces: int) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:  # never unpickled: only the header is parsed
         raise ApiError(400, "bad_request", f"{name}: not a readable .npy array of faces") from exc
     faces_shape = (1, *shape) if len(shape) == 2 else shape
-    if dtype != np.uint8 or len(faces_shape) != 3 or faces_shape[1:] != (48, 48):
-        raise ApiError(400, "bad_request", f"{name}: expected uint8 faces (N, 48, 48), got {dtype} {shape}")
+    if dtype != np.uint8 or len(faces_shape) != 3 or faces_shape[1:] != (FACE_SIZE, FACE_SIZE):
+        raise ApiError(400, "bad_request", f"{name}: expected uint8 faces (N, {FACE_SIZE}, {FACE_SIZE}), got {dtype} {shape}")
     if faces_shape[0] > max_faces:
         raise ApiError(413, "too_many_faces", f"{name}: {faces_shape[0]:,} faces; at most {max_faces} per request")
     if len(data) - buffer.tell() != int(np.prod(faces_shape)):
@@ -236,20 +237,17 @@ def _analyze_images(pool: ModelPool, served: ServedModel, images: list[tuple[np.
                     options: AnalyzeOptions, settings: ServeSettings) -> list[dict[str, Any]]:
     """Detect per image, classify every face of every image in one (shared) batch."""
     detector = pool.detector(options.min_face, options.max_faces or settings.max_faces)
-    found = [(rgb, scale, detector.detect(rgb)) for rgb, scale in images]
-    crops = [served.recognizer.crops(rgb, faces) for rgb, _, faces in found]
-    reporter = Recognizer(served.recognizer.classifier, detector, options.min_confidence)
-    analysed = reporter.results_many([(faces, batch, scale) for (_, scale, faces), batch in zip(found, crops)],
-                                     classify=lambda faces: served.classify(faces, settings.timeout_s))
+    recognizer = served.recognizer.with_settings(detector, options.min_confidence)
+    analysed = recognizer.analyze_decoded(images, classify=lambda faces: served.classify(faces, settings.timeout_s))
     out = []
-    for (rgb, scale, faces), batch, results in zip(found, crops, analysed):
-        body = {"faces": [r.to_dict() for r in results], "width": round(rgb.shape[1] * scale),
+    for analysis in analysed:
+        rgb, scale = analysis.image, analysis.scale
+        body = {"faces": [r.to_dict() for r in analysis.results], "width": round(rgb.shape[1] * scale),
                 "height": round(rgb.shape[0] * scale)}
         if options.gradcam:
-            analysis = Analysis(rgb, faces, batch, results, scale)
             for face, overlay in zip(body["faces"], _gradcam(served, analysis, settings.max_gradcam_faces)):
                 face["gradcam"] = overlay
-        pool.metrics.faces.labels("/v1/analyze").observe(len(results))
+        pool.metrics.faces.labels("/v1/analyze").observe(len(analysis.results))
         out.append(body)
     return out
 
