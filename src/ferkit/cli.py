@@ -94,7 +94,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_calibrate(args: argparse.Namespace) -> None:
     from ferkit.data import load_dataset
     from ferkit.data.datamodule import FerDataModule
-    from ferkit.evaluation.calibration import calibrate_weights
+    from ferkit.training.calibrate import calibrate_weights
     from ferkit.inference.checkpoint import load_model
 
     metadata = load_model(args.weights).metadata

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,10 +10,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, log_loss
 
-from ferkit.data.protocols import LabelledSplit
-from ferkit.inference.base import UNIFORM_PRIOR_KEY, softmax
-from ferkit.inference.checkpoint import update_metadata
-from ferkit.inference.classifier import FaceClassifier
+from ferkit.inference.base import softmax
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200,
@@ -64,44 +60,6 @@ def choose_logit_adjustment(logits: np.ndarray, labels: np.ndarray, prior: np.nd
         if balanced > best_balanced + 1e-9:
             best_tau, best_balanced = float(tau), balanced
     return best_tau
-
-
-def calibrate_weights(weights: str | Path, valid: LabelledSplit, prior: np.ndarray | None = None,
-                      max_accuracy_drop: float = 0.005) -> dict[str, Any]:
-    """Fit post-hoc logit adjustment (when ``prior`` is given) and then the temperature on a
-    validation split, and store both in the weights' JSON; with ``prior``, also the uniform
-    prior's bias and temperature. Each temperature is fitted twice: for plain logits and for
-    mirror-image TTA logits (``temperature_tta``), since TTA logits are less spread.
-
-    Returns the ``calibration`` record written.
-    """
-    classifier = FaceClassifier.from_path(weights)
-    raw = classifier.raw_logits(valid.images)
-    classifier.tta = True
-    raw_tta = classifier.raw_logits(valid.images)
-    labels = valid.labels
-    record: dict[str, Any] = {"fitted_on": "valid", "faces": int(len(valid))}
-    bias = np.zeros(raw.shape[1])
-    if prior is not None:
-        tau = choose_logit_adjustment(raw, labels, np.asarray(prior), max_accuracy_drop)
-        bias = -tau * np.log(np.clip(np.asarray(prior, dtype=np.float64), 1e-12, 1))
-        record.update(
-            logit_adjust_tau=tau,
-            max_accuracy_drop=max_accuracy_drop,
-            accuracy_before=float((raw.argmax(axis=1) == labels).mean()),
-            accuracy_after=float(((raw + bias).argmax(axis=1) == labels).mean()),
-            balanced_accuracy_before=balanced_accuracy(labels, raw.argmax(axis=1)),
-            balanced_accuracy_after=balanced_accuracy(labels, (raw + bias).argmax(axis=1)),
-        )
-    logits = raw + bias
-    temperature = fit_temperature(logits, labels)
-    record.update(temperature=temperature, nll_before=nll(logits, labels), nll_after=nll(logits, labels, temperature))
-    values: dict[str, Any] = {"temperature": temperature, "temperature_tta": fit_temperature(raw_tta + bias, labels),
-                              "logit_bias": [float(b) for b in bias], "calibration": record}
-    if prior is not None:
-        values[UNIFORM_PRIOR_KEY] = uniform_prior_calibration(raw, labels, np.asarray(prior), raw_tta)
-    update_metadata(weights, values)
-    return record
 
 
 def uniform_prior_calibration(raw: np.ndarray, labels: np.ndarray, prior: np.ndarray,

@@ -23,7 +23,7 @@ from ferkit.data.datamodule import FerDataModule
 from ferkit.data.dataset import FaceData
 from ferkit.data.load import load_dataset
 from ferkit.errors import CheckpointError, ConfigError
-from ferkit.evaluation.calibration import calibrate_weights
+from ferkit.training.calibrate import calibrate_weights
 from ferkit.inference.bundled import resolve_model
 from ferkit.inference.metadata import METADATA_FILE
 from ferkit.inference.checkpoint import load_model, update_metadata
