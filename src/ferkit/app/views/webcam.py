@@ -32,7 +32,7 @@ class LiveProcessor:
         rgb = frame.to_ndarray(format="rgb24")
         with self.lock:
             self.frame += 1
-            tracked = self.session.step(self.frame, rgb)
+            tracked = self.session.step(self.frame, rgb, time.perf_counter() - self.started)
             smoothed = [t.result for t in tracked]
             ids = [t.track_id for t in tracked]
             fps = self.frame / max(time.perf_counter() - self.started, 1e-9)
