@@ -129,22 +129,35 @@ def test_follower_finds_the_faces_full_detection_finds_and_detects_fully_only_no
     for i, frame in enumerate(clip):  # 30 frames/s: full detections at frames 0, 8 and 16
         followed, full = follower.faces(frame, i / 30), detector.detect(frame)
         assert len(followed) == len(full) == 1 and iou(followed[0].box, full[0].box) >= 0.7
-    assert follower.full_detections == 3
+    # the face moving on a still background changes nothing outside its region
+    assert (follower.full_detections, follower.change_detections) == (3, 0)
     # the face is gone: the follower loses it and looks at the whole frame at once
-    assert follower.faces(np.full_like(clip[0], 90), 20 / 30) == [] and follower.full_detections == 4
-    # a new face appears: the change outside the followed faces calls for a full detection, as soon
-    # as a quarter of the 0.25 s since the last one has passed (2 frames)
-    found = [bool(follower.faces(clip[0], (21 + k) / 30)) for k in range(9)]
-    assert found == [False] + [True] * 8 and follower.full_detections == 5
-    # the face moving on a still background calls for none until the periodic one
-    for k, frame in enumerate(clip[1:9]):
-        follower.faces(frame, (30 + k) / 30)
-    assert follower.full_detections == 6
+    blank = np.full_like(clip[0], 90)
+    assert follower.faces(blank, 20 / 30) == [] and follower.full_detections == 4
+    # a face comes in: found in the same frame, by detection where the picture changed
+    assert len(follower.faces(clip[0], 21 / 30)) == 1
+    assert (follower.full_detections, follower.change_detections) == (4, 1)
     # full_every=0: the whole frame every frame
     every = FaceFollower(detector, full_every=0.0)
     for i, frame in enumerate(clip[:4]):
         every.faces(frame, i / 30)
     assert every.full_detections == 4
+
+
+def test_a_scene_cut_calls_for_a_full_detection():
+    from ferkit.detection import create_detector
+    from ferkit.video.follow import FaceFollower
+
+    follower = FaceFollower(create_detector(), full_every=0.4)
+    amy = _moving_frames(3, _face(DATA / "amy1.png", 120))
+    for i, frame in enumerate(amy):
+        follower.faces(frame, i / 30)
+    assert follower.full_detections == 1
+    cut = np.full_like(amy[0], 200)  # another picture everywhere: another person elsewhere, another background
+    cut[100:200, 180:280] = _other_person(100)
+    followed = follower.faces(cut, 4 / 30)
+    assert follower.full_detections == 2 and follower.change_detections == 0
+    assert len(followed) == 1 and followed[0].box[0] > 170
 
 
 def test_region_detection_reports_boxes_in_frame_pixels():

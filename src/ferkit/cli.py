@@ -173,7 +173,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def _cmd_app(args: argparse.Namespace) -> None:
     import os
 
-    from ferkit.app.limits import MAX_VIDEO_MB
+    from ferkit.app.limits import CLIENT_OPTIONS, MAX_VIDEO_MB
 
     main_script = Path(__file__).resolve().parent / "app" / "main.py"
     env = dict(os.environ)
@@ -184,7 +184,8 @@ def _cmd_app(args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "streamlit", "run", str(main_script), "--server.port", str(args.port),
                "--server.address", args.address, "--server.maxUploadSize", str(MAX_VIDEO_MB), "--server.headless",
                "true" if args.headless else "false", "--server.showEmailPrompt", "false",
-               "--browser.gatherUsageStats", "false"]
+               "--browser.gatherUsageStats", "false",
+               *(arg for option, value in CLIENT_OPTIONS.items() for arg in (f"--{option}", value))]
     # Become the Streamlit process (no child left behind when this one is stopped).
     os.execve(sys.executable, command, env)
 

@@ -78,19 +78,21 @@ class FaceDetector(ABC):
         return self._filtered(raw)
 
     def detect_region(self, image_rgb: np.ndarray, region: tuple[int, int, int, int], side: int) -> list[Face]:
-        """Faces inside ``region`` (x0, y0, x1, y1) of an RGB uint8 image, the region scaled down so
-        that its longer side is at most ``side`` pixels; boxes in the whole image's pixels, filtered
+        """Faces inside ``region`` (x0, y0, x1, y1) of an RGB uint8 image, the region scaled down by
+        a whole factor so that its longer side is at most ``side`` pixels; boxes in the whole image's pixels, filtered
         by the options as detect() filters them. Cheap where the faces are expected (tracking)."""
         import cv2
 
         x0, y0, x1, y1 = max(0, region[0]), max(0, region[1]), min(image_rgb.shape[1], region[2]), min(image_rgb.shape[0], region[3])
         if x1 - x0 < 2 or y1 - y0 < 2:
             return []
-        patch = image_rgb[y0:y1, x0:x1]
-        scale = min(1.0, side / max(patch.shape[:2]))
-        if scale < 1.0:
-            patch = cv2.resize(patch, (max(1, round(patch.shape[1] * scale)), max(1, round(patch.shape[0] * scale))),
-                               interpolation=cv2.INTER_AREA)
+        # Shrunk by a whole factor, the region's edge trimmed to a multiple of it: OpenCV's area
+        # filter is then a plain box average, 3x faster than at a fractional factor.
+        factor = -(-max(y1 - y0, x1 - x0) // side)
+        x1, y1 = x1 - (x1 - x0) % factor, y1 - (y1 - y0) % factor
+        patch, scale = image_rgb[y0:y1, x0:x1], 1.0 / factor
+        if factor > 1:
+            patch = cv2.resize(patch, ((x1 - x0) // factor, (y1 - y0) // factor), interpolation=cv2.INTER_AREA)
         raw = self._detect(np.ascontiguousarray(patch), max(1, round(self.options.min_size * scale)))
         return self._filtered([_shifted(_rescale(f, 1.0 / scale), x0, y0) for f in raw])
 
