@@ -120,7 +120,7 @@ def test_the_photo_page_opens_at_slash_photo_too(server: str, browser) -> None: 
 def test_snapshot_tab_shows_the_annotated_snapshot(server: str, browser) -> None:  # noqa: ANN001
     browser.get(f"{server}/webcam")
     wait_for_text(browser, "Snapshot", 60)
-    next(t for t in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]") if t.text.strip() == "Snapshot").click()
+    browser.find_element(By.XPATH, "//*[@role='tab'][normalize-space()='Snapshot']").click()
     WebDriverWait(browser, 60, poll_frequency=0.5).until(lambda d: _buttons(d, "Take Photo"))
     time.sleep(2)  # the fake camera starts streaming
     _buttons(browser, "Take Photo")[0].click()
