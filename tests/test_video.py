@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ferkit.cli import main
-from ferkit.video.tracking import FaceTracker, iou
+from ferkit.video.tracking import MIN_SIMILARITY, FaceTracker, iou
 
 DATA = Path(__file__).parent / "data"
 
@@ -195,4 +195,18 @@ def test_a_cut_to_another_person_in_the_same_place_ends_the_track(trained_run: P
     # the appearance check itself: the same face moved scores high, another face low
     crops = rec.crops(clip[0], rec.detector.detect(clip[0])), rec.crops(clip[2], rec.detector.detect(clip[2]))
     looks = appearance(np.concatenate([*crops, rec.crops(clip[3], rec.detector.detect(clip[3]))]))
-    assert looks[0] @ looks[1] > 0.8 > 0.6 > looks[0] @ looks[2]
+    assert looks[0] @ looks[1] > 0.8 > MIN_SIMILARITY > looks[0] @ looks[2]
+
+
+def test_one_face_moving_on_a_changing_background_keeps_one_track(trained_run: Path):
+    """The detector's box jitters by up to 20% on this close-up: the track's averaged look keeps it."""
+    import ferkit
+    from ferkit.video.process import TrackingSession
+
+    session, face, ids = TrackingSession(ferkit.load(trained_run)), _face(DATA / "amy1.png", 160), set()
+    for i in range(150):  # as benchmarks/video_memory.py: the background's colour moves, and jumps at frame 120
+        frame = np.full((480, 640, 3), (140, 90, 60 + i % 120), np.uint8)
+        x, y = int(240 + 200 * np.sin(i / 50)), int(160 + 120 * np.cos(i / 70))
+        frame[y : y + 160, x : x + 160] = face
+        ids.update(t.track_id for t in session.step(i, frame, i / 30))
+    assert ids == {1}

@@ -9,10 +9,13 @@ import numpy as np
 
 #: Side of the thumbnail compared between frames to tell that a box still holds the same face.
 APPEARANCE_SIDE = 16
-#: Least correlation between a track's last face thumbnail and a new one to continue the track.
-#: The same face, its box moved by a few pixels, scores 0.83-0.93; different people in the same
-#: place 0.52 at most (the close-ups in shared/data/photos).
-MIN_SIMILARITY = 0.6
+#: Least correlation between a track's look (its recent face thumbnails, averaged) and a new face's
+#: thumbnail to continue the track. The same face, its box moved by a few pixels, scores 0.83-0.93
+#: against one earlier frame; different people in the same place 0.52 at most (the close-ups in
+#: shared/data/photos); the average keeps the detector's box jitter from ending a track.
+MIN_SIMILARITY = 0.5
+#: Weight of the past in a track's look (see _remembered).
+LOOK_MEMORY = 0.8
 
 
 def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -101,7 +104,16 @@ class FaceTracker:
                 track = Track(self._next_id, box, probs[bi].astype(np.float64), frame)
                 self._next_id += 1
                 self.tracks.append(track)
-            track.looks = None if looks is None else looks[bi]
+            track.looks = None if looks is None else _remembered(track.looks if bi in assigned else None, looks[bi])
             out.append((track.track_id, track.probabilities.copy()))
         self.tracks = [t for t in self.tracks if frame - t.last_frame <= self.max_missing]
         return out
+
+
+def _remembered(past: np.ndarray | None, now: np.ndarray) -> np.ndarray:
+    """A track's look: a moving average of its faces' appearance() rows (LOOK_MEMORY of the past),
+    steadier than any one frame's against the detector's box jitter."""
+    if past is None:
+        return now
+    mixed = LOOK_MEMORY * past + (1 - LOOK_MEMORY) * now
+    return mixed / max(float(np.linalg.norm(mixed)), 1e-6)
