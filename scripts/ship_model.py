@@ -141,12 +141,16 @@ balanced accuracy:
 """
 
 
+def _count(models: int) -> str:
+    return "one model" if models == 1 else f"{models} models"
+
+
 def model_card(sections: str) -> str:
     """MODEL_CARD.md: what every bundled model shares, then one section per model."""
     return f"""# Model card: ferkit's bundled models
 
-ferkit ships {len(bundled_models())} model(s) inside the package, chosen with `ferkit.load(NAME)` or
-`--model NAME`: {", ".join(f"`{n}`" for n in bundled_models())}. Both priors are stored with each:
+ferkit ships {_count(len(bundled_models()))} inside the package, chosen with `ferkit.load(NAME)` or
+`--model NAME`: {", ".join(f"`{n}`" for n in bundled_models())}. Both priors are stored with {"it" if len(bundled_models()) == 1 else "each"}:
 `prior="train"` (the default) expects faces as frequent as in FER+ (mostly neutral and happy: everyday
 photos and video); `prior="uniform"` expects every emotion equally often (posed or acted expressions,
 emotion-elicitation studies) and trades overall FER+ accuracy for recall of the rare emotions.

@@ -59,8 +59,10 @@ def test_bad_uploads_show_a_message(app: AppTest):
     ]).run()
     assert not app.exception
     messages = [e.value for e in app.error]
-    assert len(messages) == 3 and all(m.startswith("Cannot read") for m in messages)
-    assert "not an image file in an accepted format (JPEG, PNG" in messages[2]  # never reaches Ghostscript
+    assert messages == ["notes.jpg: this is not a picture ferkit can read. Upload a JPG, PNG, WebP or BMP image.",
+                        "empty.png: the file is empty. Choose the picture again, or another one.",
+                        # refused by the format allow-list: it never reaches Pillow's PostScript decoder
+                        "drawing.jpg: this is not a picture ferkit can read. Upload a JPG, PNG, WebP or BMP image."]
     import io
 
     from PIL import Image
@@ -189,3 +191,122 @@ def test_model_caches_are_bounded():
 
     assert cached_classifier._info.max_entries == MODEL_CACHE_ENTRIES == 4
     assert cached_detector._info.max_entries == 8
+
+
+def _markdown_faces(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith("**Face ")]
+
+
+def test_faces_are_numbered_left_to_right(app: AppTest, trained_run: Path):
+    import ferkit
+
+    app.file_uploader[0].set_value(("group.jpg", (DATA / "bbt3.jpg").read_bytes(), "image/jpeg")).run()
+    assert not app.exception
+    results = ferkit.load(trained_run).analyze(str(DATA / "bbt3.jpg"))  # largest first
+    def lines(ordered):  # noqa: ANN001, ANN202
+        return [f"**Face {i + 1}: {r.emotion}** ({r.confidence:.0%})" for i, r in enumerate(ordered)]
+    left_to_right = sorted(results, key=lambda r: r.box[0] + r.box[2] / 2)
+    assert [r.box for r in left_to_right] != [r.box for r in results]  # the two orders differ on this photo
+    shown = sorted(_markdown_faces(app), key=lambda line: int(line.split()[1].rstrip(":")))  # columns: 1, 4, 2, 5, 3
+    assert shown == lines(left_to_right)
+    assert app.get("image")[0].proto.imgs[0].caption == "5 face(s), numbered left to right"
+
+
+def test_each_page_shows_only_the_settings_it_uses(app: AppTest, monkeypatch: pytest.MonkeyPatch):
+    import types
+
+    import streamlit_webrtc
+
+    # streamlit-webrtc needs a real server session, which AppTest lacks (the browser tests have one)
+    idle = types.SimpleNamespace(state=types.SimpleNamespace(playing=False))
+    monkeypatch.setattr(streamlit_webrtc, "webrtc_streamer", lambda **_: idle)
+    def shown(at: AppTest) -> set[str]:
+        return {w.label for kind in ("selectbox", "slider", "toggle", "radio") for w in getattr(at.sidebar, kind)}
+
+    common = {"Model", "Expected emotions"}
+    detection = {"Face detector", "Minimum face size (px)", "Confidence threshold"}
+    assert shown(app) == common | detection | {"Grad-CAM heatmaps"}  # the photo page
+    for page, expected in (("webcam.py", common | detection | {"Video smoothing"}),
+                           ("video.py", common | detection | {"Video smoothing"}), ("model.py", common)):
+        app.switch_page(str(APP.parent / "views" / page)).run()
+        assert not app.exception and shown(app) == expected, page
+    assert [link.proto.label for link in app.sidebar.get("page_link")] == ["Photo", "Live webcam", "Video file", "Model"]
+
+
+def test_gradcam_comes_with_its_colour_legend(app: AppTest):
+    app.selectbox[0].set_value("close-up.png").run()
+    assert len(app.get("image")) == 1
+    next(t for t in app.sidebar.toggle if t.label == "Grad-CAM heatmaps").set_value(True).run()
+    assert not app.exception
+    captions = [img.proto.imgs[0].caption for img in app.get("image")]
+    assert captions == ["1 face(s), numbered left to right",
+                        "Grad-CAM: blue, little influence on the predicted emotion; red, the most"]
+
+
+def test_an_unreadable_video_says_what_to_do(app: AppTest):
+    app.switch_page(str(APP.parent / "views" / "video.py")).run()
+    assert "MKV" in app.file_uploader[0].label and ".mkv" in app.file_uploader[0].proto.type
+    app.file_uploader[0].set_value(("holiday.mkv", b"this is no video", "video/x-matroska")).run()
+    assert not app.exception
+    assert [e.value for e in app.error] == ["holiday.mkv: this video could not be opened. Try MP4 (H.264), or convert "
+                                            "it with `ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4`."]
+    assert not app.get("progress")  # no empty progress bar left above the message
+
+
+def test_model_page_shows_the_selected_priors_figures(monkeypatch: pytest.MonkeyPatch):
+    import json
+
+    from ferkit.inference.bundled import bundled_dir, bundled_models
+
+    if not bundled_models():
+        pytest.fail("this checkout has no bundled model")
+    monkeypatch.delenv("FERKIT_WEIGHTS", raising=False)
+    meta = json.loads((bundled_dir(bundled_models()[0]) / "model.json").read_text())
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.switch_page(str(APP.parent / "views" / "model.py")).run()
+    for prior, key in (("uniform", "test_metrics_uniform"), ("train", "test_metrics")):
+        next(r for r in at.sidebar.radio if r.label == "Expected emotions").set_value(prior).run()
+        assert not at.exception
+        test = meta[key]
+        assert [m.value for m in at.metric] == [f"{100 * test['accuracy']:.2f}%",
+                                                f"{100 * test['balanced_accuracy']:.2f}%", f"{test['ece']:.3f}"]
+        plots = len(at.get("image"))
+        assert (plots >= 4) == (prior == "train")  # the report's plots were drawn with the train prior
+    model = next(s for s in at.sidebar.selectbox if s.label == "Model")
+    from ferkit.inference.bundled import BUNDLED_MODELS
+
+    assert [f"{n}:" in model.help for n in BUNDLED_MODELS] == [n in model.options for n in BUNDLED_MODELS]
+
+
+def test_ferkit_app_starts_streamlit_without_developer_tools(monkeypatch: pytest.MonkeyPatch):
+    """Options set while the first page runs reach only the visitors after the first: they are
+    given on Streamlit's command line instead."""
+    import os
+
+    from ferkit.app.limits import CLIENT_OPTIONS
+    from ferkit.cli import main
+
+    started = []
+    monkeypatch.setattr(os, "execve", lambda path, argv, env: started.append(argv))
+    main(["app", "--headless"])
+    command = started[0]
+    for option, value in CLIENT_OPTIONS.items():
+        assert command[command.index(f"--{option}") + 1] == value
+
+
+def test_the_probability_chart_has_five_ticks():
+    from ferkit.app.charts import probability_chart
+    from ferkit.inference.recognizer import FaceResult
+
+    chart = probability_chart(FaceResult((0, 0, 10, 10), "happiness", 1.0, {"neutral": 0.0, "happiness": 1.0}))
+    assert chart.to_dict()["encoding"]["x"]["axis"]["values"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_video_timeline_shows_probabilities_of_0_and_1_inside_the_axes():
+    from ferkit.video.timeline import timeline_figure
+
+    labels = ("neutral", "happiness")
+    rows = [[i, i / 10, 1, 0, 0, 10, 10, "happiness", 1.0, 0.0, 1.0] for i in range(5)]
+    low, high = timeline_figure(rows, labels).axes[0].get_ylim()
+    assert low < 0 and high > 1

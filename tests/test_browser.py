@@ -100,6 +100,37 @@ def wait_for_text(driver, text: str, seconds: float) -> None:  # noqa: ANN001
     WebDriverWait(driver, seconds, poll_frequency=0.5).until(lambda d: text in d.find_element(By.TAG_NAME, "body").text)
 
 
+def test_the_first_visitor_gets_no_developer_menu(server: str, browser) -> None:  # noqa: ANN001
+    """The first test to open the page: the first visitor since the server started."""
+    browser.get(server)
+    wait_for_text(browser, "Emotions in a photo", 60)
+    time.sleep(2)  # the toolbar draws after the page
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid=stMainMenu]")
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-testid=stAppDeployButton]")
+    assert "Deploy" not in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_the_photo_page_opens_at_slash_photo_too(server: str, browser) -> None:  # noqa: ANN001
+    browser.get(f"{server}/photo")
+    wait_for_text(browser, "Emotions in a photo", 60)
+    time.sleep(1)
+    assert "Page not found" not in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_snapshot_tab_shows_the_annotated_snapshot(server: str, browser) -> None:  # noqa: ANN001
+    browser.get(f"{server}/webcam")
+    wait_for_text(browser, "Snapshot", 60)
+    browser.find_element(By.XPATH, "//*[@role='tab'][normalize-space()='Snapshot']").click()
+    WebDriverWait(browser, 60, poll_frequency=0.5).until(lambda d: _buttons(d, "Take Photo"))
+    time.sleep(2)  # the fake camera starts streaming
+    _buttons(browser, "Take Photo")[0].click()
+    wait_for_text(browser, "Face 1:", 90)
+    time.sleep(2)
+    browser.save_screenshot(str(ARTIFACTS / "snapshot_tab.png"))
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "1 face(s), numbered left to right" in body and "Face 2:" not in body
+
+
 def test_photo_page_upload(server: str, browser) -> None:  # noqa: ANN001
     browser.get(server)
     WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))

@@ -74,9 +74,10 @@ def test_overlay_shapes_and_blend():
     np.testing.assert_array_equal(out[0, 0], np.round(np.array([50, 50, 50 + 127.5 / 2])).astype(np.uint8))
     photo = np.zeros((100, 120, 3), np.uint8)
     painted = overlay_on_image(photo, Face((10, 20, 30, 40), 1.0), np.ones((48, 48), np.float32))
-    # the crop is the square of the longer side (40) about the box centre: x 5-45, y 20-60
-    assert painted[:19].sum() == 0 and painted[21:59, 6:44].sum(axis=2).min() > 0 and painted[61:].sum() == 0
-    assert painted[:, :4].sum() == 0 and painted[:, 46:].sum() == 0
+    # the crop is the square of the longer side (40) about the box centre (x 5-45, y 20-60), coloured
+    # only inside the box: x 10-40, y 20-60
+    assert painted[:19].sum() == 0 and painted[21:59, 11:39].sum(axis=2).min() > 0 and painted[61:].sum() == 0
+    assert painted[:, :10].sum() == 0 and painted[:, 40:].sum() == 0
     edge = overlay_on_image(photo, Face((100, 80, 50, 50), 1.0), np.ones((48, 48), np.float32))  # leaves the image
     assert edge[80:, 100:].sum() > 0 and edge.shape == photo.shape
 

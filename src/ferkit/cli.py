@@ -168,9 +168,9 @@ def _cmd_video(args: argparse.Namespace) -> None:
         require("plot", "'ferkit video --plot'")  # before the video is read, not after
     recognizer = _recognizer(args)
     summary = run_video(recognizer, args.input, args.out, args.csv, args.plot, every=args.every,
-                        smoothing=args.smoothing, max_frames=args.max_frames)
+                        smoothing=args.smoothing, max_frames=args.max_frames, full_every=args.full_every)
     print(f"{summary.frames} frames ({summary.unreadable} unreadable skipped), {summary.faces} faces in "
-          f"{len(summary.tracks)} tracks, {summary.fps:.1f} frames/s")
+          f"{len(summary.tracks)} tracks, {summary.fps:.1f} frames/s, {summary.full_detections} full-frame detections")
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -195,7 +195,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 def _cmd_app(args: argparse.Namespace) -> None:
     import os
 
-    from ferkit.app.limits import MAX_VIDEO_MB
+    from ferkit.app.limits import CLIENT_OPTIONS, MAX_VIDEO_MB
 
     main_script = Path(__file__).resolve().parent / "app" / "main.py"
     env = dict(os.environ)
@@ -206,7 +206,8 @@ def _cmd_app(args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "streamlit", "run", str(main_script), "--server.port", str(args.port),
                "--server.address", args.address, "--server.maxUploadSize", str(MAX_VIDEO_MB), "--server.headless",
                "true" if args.headless else "false", "--server.showEmailPrompt", "false",
-               "--browser.gatherUsageStats", "false"]
+               "--browser.gatherUsageStats", "false",
+               *(arg for option, value in CLIENT_OPTIONS.items() for arg in (f"--{option}", value))]
     # Become the Streamlit process (no child left behind when this one is stopped).
     os.execve(sys.executable, command, env)
 
@@ -399,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recognizer_options(predict)
     predict.set_defaults(func=_cmd_predict)
 
+    from ferkit.video.follow import FULL_DETECTION_SECONDS
+
     video = commands.add_parser("video", help="emotions over a video file or webcam, with tracking and smoothing")
     video.add_argument("input", help="video file, or webcam index (0, 1, ...)")
     video.add_argument("--out", help="annotated video (.mp4)")
@@ -406,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--plot", help="timeline plot (.png)")
     video.add_argument("--every", type=int, default=1, help="analyse every N-th frame")
     video.add_argument("--smoothing", type=float, default=0.6, help="EMA weight of the past, 0 to 1")
+    video.add_argument("--full-every", type=float, default=FULL_DETECTION_SECONDS, metavar="SECONDS",
+                       help="detect faces in the whole frame this often (new faces), following them in small "
+                            "regions in between; 0: the whole frame every frame (slower)")
     video.add_argument("--max-frames", type=int, help="stop after this many frames (webcams run until stopped)")
     _add_recognizer_options(video)
     video.set_defaults(func=_cmd_video)

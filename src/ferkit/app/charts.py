@@ -8,6 +8,9 @@ import pandas as pd
 from ferkit.labels import emotion_hex
 from ferkit.inference.recognizer import FaceResult
 
+#: The probability axis's ticks: five, whatever the chart's width.
+PROBABILITY_TICKS = [0.0, 0.25, 0.5, 0.75, 1.0]
+
 
 def probability_chart(result: FaceResult) -> alt.Chart:
     """A horizontal bar chart of a face's probabilities."""
@@ -20,7 +23,8 @@ def probability_chart(result: FaceResult) -> alt.Chart:
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]),
+                    axis=alt.Axis(values=PROBABILITY_TICKS, format=".0%")),
             y=alt.Y("emotion:N", sort=names, title=None, axis=alt.Axis(labelOverlap=False)),
             color=alt.Color("emotion:N", scale=alt.Scale(domain=names, range=colours), legend=None),
             opacity=alt.condition("datum.top", alt.value(1.0), alt.value(0.45)),

@@ -9,18 +9,21 @@ import streamlit as st
 from ferkit.app.limits import CLIENT_OPTIONS
 
 VIEWS = Path(__file__).resolve().parent / "views"  # not "pages": Streamlit would list that folder itself
+#: The pages as the menu lists them: (script, title, URL path).
+PAGES = (("photo.py", "Photo", "photo"), ("webcam.py", "Live webcam", "webcam"), ("video.py", "Video file", "video"),
+         ("model.py", "Model", "model"))
 
 
 def run() -> None:
     st.set_page_config(page_title="ferkit: facial expression recognition", layout="wide")
-    for option, value in CLIENT_OPTIONS.items():
+    for option, value in CLIENT_OPTIONS.items():  # `ferkit app` passes them at start already
         st.set_option(option, value)
-    navigation = st.navigation([
-        st.Page(VIEWS / "photo.py", title="Photo", url_path="photo", default=True),
-        st.Page(VIEWS / "webcam.py", title="Live webcam", url_path="webcam"),
-        st.Page(VIEWS / "video.py", title="Video file", url_path="video"),
-        st.Page(VIEWS / "model.py", title="Model", url_path="model"),
-    ])
+    pages = [st.Page(VIEWS / script, title=title, url_path=path) for script, title, path in PAGES]
+    # The photo page opens at "/" and at /photo alike; the menu lists it once.
+    home = st.Page(VIEWS / "photo.py", title="Photo", url_path="home", default=True)
+    navigation = st.navigation([home, *pages], position="hidden")
+    for page in pages:
+        st.sidebar.page_link(page, label=page.title)
     navigation.run()
 
 

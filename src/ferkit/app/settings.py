@@ -20,6 +20,9 @@ from ferkit.inference.recognizer import Recognizer
 
 logger = logging.getLogger(__name__)
 MODEL_CACHE_ENTRIES = 4  # classifiers kept in memory at once (each bundled model, each prior)
+PRIOR_LABELS = {"train": "as in everyday photos (mostly neutral, happy)", "uniform": "every emotion equally likely"}
+#: The model menu's help, for the bundled models this install holds.
+MODEL_HELP = {"fast": "fast: the default, under 2 ms per face", "accurate": "accurate: larger and slower"}
 
 
 @dataclass(frozen=True)
@@ -66,17 +69,29 @@ def ice_servers() -> list[dict[str, object]]:
     return servers
 
 
-def sidebar() -> Settings:
-    """Draw the sidebar and return the chosen settings."""
+#: What a setting is when its page does not show it.
+DEFAULTS = {"detector": DETECTOR_NAMES[0], "min_face": 20, "min_confidence": 0.0, "smoothing": 0.6, "gradcam": False}
+
+
+def sidebar(detection: bool = True, smoothing: bool = False, gradcam: bool = False) -> Settings:
+    """Draw the sidebar with the settings this page uses (model and prior always; face detection,
+    video smoothing, Grad-CAM where asked) and return them all, the others at their defaults."""
     bar = st.sidebar
     bar.header("Settings")
-    detector = bar.selectbox("Face detector", DETECTOR_NAMES, help="yunet: CNN with landmarks; haar: OpenCV cascade")
-    min_face = bar.slider("Minimum face size (px)", 10, 200, 20)
-    min_confidence = bar.slider("Confidence threshold", 0.0, 0.9, 0.0, 0.05,
-                                help="below it a face is shown as 'uncertain'")
-    smoothing = bar.slider("Video smoothing", 0.0, 0.95, 0.6, 0.05, help="weight of the past in the moving average")
-    gradcam = bar.toggle("Grad-CAM heatmaps", value=False)
-    return Settings(model_choice(bar), prior_choice(bar), detector, min_face, min_confidence, smoothing, gradcam)
+    chosen = dict(DEFAULTS, model=model_choice(bar), prior=prior_choice(bar))
+    if detection:
+        chosen["detector"] = bar.selectbox("Face detector", DETECTOR_NAMES,
+                                           help="yunet: CNN with landmarks; haar: OpenCV cascade")
+        chosen["min_face"] = bar.slider("Minimum face size (px)", 10, 200, DEFAULTS["min_face"])
+        chosen["min_confidence"] = bar.slider("Confidence threshold", 0.0, 0.9, DEFAULTS["min_confidence"], 0.05,
+                                              help="below it a face is shown as 'uncertain'")
+    if smoothing:
+        chosen["smoothing"] = bar.slider("Video smoothing", 0.0, 0.95, DEFAULTS["smoothing"], 0.05,
+                                         help="weight of the past in each face's moving average")
+    if gradcam:
+        chosen["gradcam"] = bar.toggle("Grad-CAM heatmaps", value=DEFAULTS["gradcam"],
+                                       help="colour each face by how much each part drove the predicted emotion")
+    return Settings(**chosen)
 
 
 def model_choice(bar: Any) -> str:
@@ -87,8 +102,8 @@ def model_choice(bar: Any) -> str:
         options.insert(0, operator)
     if not options:
         raise FerkitError("this install has no bundled model; start the app with `ferkit app --model RUN_FOLDER`")
-    return bar.selectbox("Model", options, format_func=_model_label,
-                         help="fast: the default, under 2 ms per face; accurate: larger and slower")
+    described = [MODEL_HELP[name] for name in options if name in MODEL_HELP]
+    return bar.selectbox("Model", options, format_func=_model_label, help="; ".join(described) or None)
 
 
 def _model_label(model: str) -> str:
@@ -97,8 +112,7 @@ def _model_label(model: str) -> str:
 
 def prior_choice(bar: Any) -> str:
     """The class prior the answers assume."""
-    labels = {"train": "as in everyday photos (mostly neutral, happy)", "uniform": "every emotion equally likely"}
-    return bar.radio("Expected emotions", PRIORS, format_func=labels.__getitem__,
+    return bar.radio("Expected emotions", PRIORS, format_func=PRIOR_LABELS.__getitem__,
                      help="Use 'every emotion equally likely' for posed or acted expressions and emotion studies; "
                           "the default suits everyday photos and video, where most faces are neutral or happy.")
 

@@ -75,6 +75,29 @@ class FaceDetector(ABC):
             raw = [_rescale(f, 1.0 / scale) for f in self._detect(small, max(1, round(opts.min_size * scale)))]
         else:
             raw = self._detect(image_rgb, opts.min_size)
+        return self._filtered(raw)
+
+    def detect_region(self, image_rgb: np.ndarray, region: tuple[int, int, int, int], side: int) -> list[Face]:
+        """Faces inside ``region`` (x0, y0, x1, y1) of an RGB uint8 image, the region scaled down by
+        a whole factor so that its longer side is at most ``side`` pixels; boxes in the whole image's pixels, filtered
+        by the options as detect() filters them. Cheap where the faces are expected (tracking)."""
+        import cv2
+
+        x0, y0, x1, y1 = max(0, region[0]), max(0, region[1]), min(image_rgb.shape[1], region[2]), min(image_rgb.shape[0], region[3])
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return []
+        # Shrunk by a whole factor, the region's edge trimmed to a multiple of it: OpenCV's area
+        # filter is then a plain box average, 3x faster than at a fractional factor.
+        factor = -(-max(y1 - y0, x1 - x0) // side)
+        x1, y1 = x1 - (x1 - x0) % factor, y1 - (y1 - y0) % factor
+        patch, scale = image_rgb[y0:y1, x0:x1], 1.0 / factor
+        if factor > 1:
+            patch = cv2.resize(patch, ((x1 - x0) // factor, (y1 - y0) // factor), interpolation=cv2.INTER_AREA)
+        raw = self._detect(np.ascontiguousarray(patch), max(1, round(self.options.min_size * scale)))
+        return self._filtered([_shifted(_rescale(f, 1.0 / scale), x0, y0) for f in raw])
+
+    def _filtered(self, raw: list[Face]) -> list[Face]:
+        opts = self.options
         faces = [f for f in raw if f.score >= opts.score_threshold and min(f.box[2], f.box[3]) >= opts.min_size]
         faces.sort(key=lambda f: f.area, reverse=True)
         limit = 1 if opts.largest_only else opts.max_faces
@@ -85,3 +108,9 @@ def _rescale(face: Face, factor: float) -> Face:
     x, y, w, h = face.box
     landmarks = None if face.landmarks is None else tuple((px * factor, py * factor) for px, py in face.landmarks)
     return Face((round(x * factor), round(y * factor), round(w * factor), round(h * factor)), face.score, landmarks)
+
+
+def _shifted(face: Face, dx: int, dy: int) -> Face:
+    x, y, w, h = face.box
+    landmarks = None if face.landmarks is None else tuple((px + dx, py + dy) for px, py in face.landmarks)
+    return Face((x + dx, y + dy, w, h), face.score, landmarks)

@@ -39,7 +39,8 @@ def overlay_on_image(image: np.ndarray, face: Face, heatmap: np.ndarray, alpha: 
     """Blend a face's heatmap into an RGB uint8 photograph where its crop came from.
 
     The heatmap (the crop's size) is mapped back through the crop's own transform (crop_matrix:
-    the eye-levelling rotation and the scale), so on a tilted face it lies on the face, tilted too.
+    the eye-levelling rotation and the scale), so on a tilted face it lies on the face, tilted too;
+    only the part inside the face's box is coloured.
     """
     import cv2
 
@@ -48,8 +49,9 @@ def overlay_on_image(image: np.ndarray, face: Face, heatmap: np.ndarray, alpha: 
     to_crop = crop_matrix(face, size=size)
     corners = cv2.transform(np.array([[[0, 0], [size, 0], [0, size], [size, size]]], np.float64),
                             cv2.invertAffineTransform(to_crop))[0]
-    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), 0)
-    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int), (out.shape[1], out.shape[0]))
+    bx, by, bw, bh = face.box  # the colours stay inside the face's box
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int), (max(0, bx), max(0, by)))
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int), (min(out.shape[1], bx + bw), min(out.shape[0], by + bh)))
     if x1 <= x0 or y1 <= y0:
         return out
     to_crop[:, 2] += to_crop[:, :2] @ np.array([x0, y0], dtype=np.float64)  # region pixels -> crop pixels

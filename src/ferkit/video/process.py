@@ -13,7 +13,8 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.inference.recognizer import FaceResult, Recognizer
-from ferkit.video.tracking import FaceTracker
+from ferkit.video.follow import FULL_DETECTION_SECONDS, FaceFollower
+from ferkit.video.tracking import FaceTracker, appearance
 
 logger = logging.getLogger(__name__)
 MAX_CONSECUTIVE_FAILURES = 25
@@ -42,6 +43,7 @@ class VideoSummary:
     tracks: set[int] = field(default_factory=set)
     seconds: float = 0.0
     truncated: bool = False
+    full_detections: int = 0
 
     @property
     def fps(self) -> float:
@@ -63,32 +65,46 @@ def open_capture(source: str | int):  # noqa: ANN201 (cv2.VideoCapture)
 
 
 class TrackingSession:
-    """One stream's state: recognise each frame, follow faces with stable ids, smooth their probabilities."""
+    """One stream's state: find faces by following them (see FaceFollower), keep stable ids, end a
+    track when its box holds another face, and smooth each track's probabilities.
 
-    def __init__(self, recognizer: Recognizer, smoothing: float = 0.6) -> None:
+    Args:
+        recognizer: its detector finds the faces, its classifier classifies each frame's faces in one batch.
+        smoothing: EMA weight of the past.
+        full_every: seconds of stream time between full-frame detections (0: every frame).
+    """
+
+    def __init__(self, recognizer: Recognizer, smoothing: float = 0.6,
+                 full_every: float = FULL_DETECTION_SECONDS) -> None:
         self.recognizer = recognizer
+        self.follower = FaceFollower(recognizer.detector, full_every)
         self.tracker = FaceTracker(smoothing=smoothing)
 
-    def step(self, frame_index: int, image_rgb: np.ndarray) -> list[TrackedFace]:
-        """Tracked faces of one RGB frame, results carrying the smoothed probabilities."""
+    def step(self, frame_index: int, image_rgb: np.ndarray, seconds: float) -> list[TrackedFace]:
+        """Tracked faces of one RGB frame at ``seconds`` of stream time, results carrying the
+        smoothed probabilities."""
         rec = self.recognizer
-        results = rec.analyze(image_rgb)
+        faces = self.follower.faces(image_rgb, seconds)
+        crops = rec.crops(image_rgb, faces)
+        results = rec.results(faces, rec.classify(crops))
         probs = np.array([[r.probabilities[n] for n in rec.labels] for r in results]).reshape(-1, len(rec.labels))
-        matched = self.tracker.update(frame_index, [r.box for r in results], probs)
+        matched = self.tracker.update(frame_index, [r.box for r in results], probs, appearance(crops))
         smoothed = rec.results_from_probs(results, np.array([p for _, p in matched]).reshape(-1, len(rec.labels)))
         return [TrackedFace(track_id, result) for (track_id, _), result in zip(matched, smoothed)]
 
 
 def frames(recognizer: Recognizer, capture, every: int = 1, smoothing: float = 0.6,  # noqa: ANN001
-           summary: VideoSummary | None = None) -> Iterator[tuple[int, float, np.ndarray, list[TrackedFace]]]:
+           summary: VideoSummary | None = None, full_every: float = FULL_DETECTION_SECONDS,
+           ) -> Iterator[tuple[int, float, np.ndarray, list[TrackedFace]]]:
     """Yield (frame index, time in s, RGB frame, tracked faces) for every readable frame.
 
-    Faces are detected on every ``every``-th frame; frames in between repeat the last faces.
+    Faces are found on every ``every``-th frame (full detection every ``full_every`` seconds,
+    following them in between); frames in between repeat the last faces.
     """
     import cv2
 
     summary = summary or VideoSummary()
-    session = TrackingSession(recognizer, smoothing)
+    session = TrackingSession(recognizer, smoothing, full_every)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     index, failures, last = -1, 0, []
@@ -105,10 +121,11 @@ def frames(recognizer: Recognizer, capture, every: int = 1, smoothing: float = 0
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         summary.frames += 1
         if index % every == 0:
-            last = session.step(index, rgb)
+            last = session.step(index, rgb, index / fps)
             summary.analysed += 1
             summary.faces += len(last)
             summary.tracks.update(t.track_id for t in last)
+            summary.full_detections = session.follower.full_detections
         yield index, index / fps, rgb, last
 
 
@@ -161,8 +178,11 @@ def run_video(recognizer: Recognizer, source: str | int, out_video: str | Path |
               out_csv: str | Path | None = None, out_plot: str | Path | None = None, every: int = 1,
               smoothing: float = 0.6, max_frames: int | None = None, progress: bool = True,
               on_frame: Callable[[int, int | None], None] | None = None,
-              max_seconds: float | None = None) -> VideoSummary:
+              max_seconds: float | None = None, full_every: float = FULL_DETECTION_SECONDS) -> VideoSummary:
     """Process a video file or webcam and write the annotated video, the CSV timeline and the plot.
+
+    Faces are detected in the whole frame every ``full_every`` seconds of video (0: every frame)
+    and followed in small regions in between (see FaceFollower).
 
     ``on_frame(frames done, total or None)`` is called after each frame (e.g. for a progress bar).
     ``max_frames`` and ``max_seconds`` (of video time) stop early; ``summary.truncated`` says so.
@@ -172,6 +192,8 @@ def run_video(recognizer: Recognizer, source: str | int, out_video: str | Path |
 
     if every < 1:
         raise FerkitError("--every must be at least 1")
+    if full_every < 0:
+        raise FerkitError("--full-every must be 0 (full detection on every frame) or more seconds")
     capture = open_capture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
@@ -183,7 +205,7 @@ def run_video(recognizer: Recognizer, source: str | int, out_video: str | Path |
     bar = tqdm(total=total if max_frames is None else min(total or max_frames, max_frames), unit="frame",
                disable=not progress, desc="video")
     try:
-        for index, seconds, rgb, tracked in frames(recognizer, capture, every, smoothing, summary):
+        for index, seconds, rgb, tracked in frames(recognizer, capture, every, smoothing, summary, full_every):
             writer.write(rgb, tracked)
             if index % every == 0:
                 rows.extend(_timeline_rows(index, seconds, tracked, recognizer.labels))

@@ -9,6 +9,9 @@ from matplotlib.figure import Figure
 
 from ferkit.labels import emotion_hex
 
+#: Space below 0 and above 1 on the probability axes.
+Y_PAD = 0.05
+
 
 def timeline_figure(rows: Sequence[Sequence[object]], labels: Sequence[str]) -> Figure:
     """One panel per track: probability of each emotion against time (rows as in the video CSV)."""
@@ -23,7 +26,7 @@ def timeline_figure(rows: Sequence[Sequence[object]], labels: Sequence[str]) -> 
         for k, name in enumerate(labels):
             ax.plot(times, [float(row[9 + k]) for row in mine], label=name,  # type: ignore[arg-type]
                     color=emotion_hex(name))
-        ax.set_ylim(0, 1)
+        ax.set_ylim(-Y_PAD, 1 + Y_PAD)  # a probability of 0 or 1 stays in view, off the frame
         ax.set_ylabel(f"track #{track}")
     axes[-1].set_xlabel("time (s)")
     axes[0].legend(ncol=len(labels), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1.35))

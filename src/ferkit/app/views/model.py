@@ -1,4 +1,4 @@
-"""Model page: the bundled model's card, measured accuracy and evaluation plots."""
+"""Model page: the selected model's card, measured accuracy and evaluation plots, for the selected prior."""
 
 from __future__ import annotations
 
@@ -7,30 +7,38 @@ from pathlib import Path
 
 import streamlit as st
 
-from ferkit.app.settings import cached_classifier, show_errors, sidebar
-
+from ferkit.app.settings import PRIOR_LABELS, cached_classifier, show_errors, sidebar
 from ferkit.inference.bundled import BUNDLED_MODELS
 
 REPORTS = Path(__file__).resolve().parents[4] / "reports"
 PLOTS = {"confusion_matrix.png": "Confusion matrix", "roc.png": "ROC curves", "reliability.png": "Calibration",
          "gradcam_class_average.png": "Class-average Grad-CAM", "robustness.png": "Robustness"}
+#: Where each prior's FER+ test metrics are stored in model.json.
+TEST_METRICS = {"train": "test_metrics", "uniform": "test_metrics_uniform"}
 
 
 def page() -> None:
-    settings = sidebar()
+    settings = sidebar(detection=False)
     st.title("The model")
     classifier = cached_classifier(settings.model, settings.prior)
     bundled = settings.model in BUNDLED_MODELS
     reports = REPORTS / settings.model
     meta = classifier.metadata
-    st.markdown(f"Architecture `{meta.get('model')}`, labels: {', '.join(classifier.labels)}, "
-                f"calibration temperature {classifier.temperature:.3f}.")
-    test = meta.get("test_metrics")
+    st.markdown(f"Model **{settings.model if bundled else Path(settings.model).name}**: architecture "
+                f"`{meta.get('model')}`, labels: {', '.join(classifier.labels)}, calibration temperature "
+                f"{classifier.temperature:.3f}. Expected emotions: {PRIOR_LABELS[settings.prior]}.")
+    test = meta.get(TEST_METRICS[settings.prior])
     if test:
         cols = st.columns(3)
         cols[0].metric("Test accuracy (FER+)", f"{100 * test['accuracy']:.2f}%")
         cols[1].metric("Balanced accuracy", f"{100 * test['balanced_accuracy']:.2f}%")
         cols[2].metric("ECE", f"{test['ece']:.3f}")
+        if test.get("recall"):
+            st.subheader("Recall per emotion on the FER+ test split")
+            st.dataframe({name: {"recall": round(recall, 4), "test faces": test.get("support", {}).get(name)}
+                          for name, recall in test["recall"].items()})
+    else:
+        st.info("These weights carry no FER+ test results for this prior.")
     card = REPORTS.parent / "MODEL_CARD.md"
     if card.is_file() and bundled:
         with st.expander("Model card", expanded=False):
@@ -38,8 +46,11 @@ def page() -> None:
     metrics_file = reports / "metrics.json"
     if metrics_file.is_file() and bundled:
         metrics = json.loads(metrics_file.read_text())
-        st.subheader("Per-emotion results on the FER+ test split")
-        st.dataframe({name: {k: v for k, v in row.items()} for name, row in metrics["per_class"].items()})
+        drawn_for = metrics.get("prior", "train")
+        if drawn_for != settings.prior:
+            st.info(f"The evaluation plots were drawn with the other prior ({PRIOR_LABELS[drawn_for]}); "
+                    "choose it in the sidebar to see them.")
+            return
         for name, title in PLOTS.items():
             if (reports / name).is_file():
                 st.subheader(title)

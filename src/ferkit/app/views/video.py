@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
@@ -9,16 +10,18 @@ import streamlit as st
 
 from ferkit.app.limits import MAX_VIDEO_MB, max_video_minutes
 from ferkit.app.settings import recognizer, show_errors, sidebar
-from ferkit.errors import FerkitError
-from ferkit.video.process import run_video
+from ferkit.video.process import VideoError, run_video
+
+logger = logging.getLogger(__name__)
+VIDEO_TYPES = ("mp4", "webm", "avi", "mov", "mkv")
 
 
 def page() -> None:
-    settings = sidebar()
+    settings = sidebar(smoothing=True)
     st.title("Emotions over a video")
     minutes = max_video_minutes()
-    upload = st.file_uploader(f"Upload an MP4, WebM, AVI or MOV video (up to {MAX_VIDEO_MB} MB; the first "
-                              f"{minutes:g} minutes are analysed)", type=["mp4", "webm", "avi", "mov", "mkv"],
+    upload = st.file_uploader(f"Upload an MP4, WebM, AVI, MOV or MKV video (up to {MAX_VIDEO_MB} MB; the first "
+                              f"{minutes:g} minutes are analysed)", type=list(VIDEO_TYPES),
                               max_upload_size=MAX_VIDEO_MB, key="video")
     every = st.number_input("Analyse every N-th frame", 1, 30, 2)
     if upload is None:
@@ -40,8 +43,11 @@ def page() -> None:
             summary = run_video(recognizer(settings), str(source), out_video, out_csv, out_plot, every=int(every),
                                 smoothing=settings.smoothing, progress=False, on_frame=progress,
                                 max_seconds=minutes * 60)
-        except FerkitError as exc:
-            st.error(f"Cannot process {upload.name}: {exc}")
+        except VideoError as exc:
+            logger.info("video page: %s", exc)
+            bar.empty()
+            st.error(f"{upload.name}: this video could not be opened. Try MP4 (H.264), or convert it with "
+                     "`ffmpeg -i INPUT -c:v libx264 OUTPUT.mp4`.")
             return
         bar.progress(1.0, text="Done")
         if summary.truncated:

@@ -11,6 +11,7 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from ferkit.app.charts import probability_chart
+from ferkit.app.picture import show_image
 from ferkit.app.settings import ice_servers, recognizer, show_errors, sidebar
 from ferkit.errors import FerkitError
 from ferkit.inference.annotate import annotate
@@ -32,7 +33,7 @@ class LiveProcessor:
         rgb = frame.to_ndarray(format="rgb24")
         with self.lock:
             self.frame += 1
-            tracked = self.session.step(self.frame, rgb)
+            tracked = self.session.step(self.frame, rgb, time.perf_counter() - self.started)
             smoothed = [t.result for t in tracked]
             ids = [t.track_id for t in tracked]
             fps = self.frame / max(time.perf_counter() - self.started, 1e-9)
@@ -46,7 +47,7 @@ class LiveProcessor:
 
 
 def page() -> None:
-    settings = sidebar()
+    settings = sidebar(smoothing=True)
     st.title("Live webcam")
     rec = recognizer(settings)
     live, snapshot = st.tabs(["Live (WebRTC)", "Snapshot"])
@@ -83,17 +84,8 @@ def page() -> None:
             time.sleep(0.25)
     with snapshot:
         shot = st.camera_input("Take a photo")
-        if shot is not None:
-            try:
-                results = rec.analyze(shot.getvalue())
-            except FerkitError as exc:
-                st.error(str(exc))
-                return
-            if not results:
-                st.warning("No face found: face the camera in good light.")
-            for i, result in enumerate(results):
-                st.markdown(f"**Face {i + 1}: {result.emotion}** ({result.confidence:.0%})")
-                st.altair_chart(probability_chart(result), width="stretch")
+        if shot is not None:  # the same path, and settings, as a photo on the Photo page
+            show_image(0, "Snapshot", shot.getvalue(), settings)
 
 
 show_errors(page)
