@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/ferplus/ferplus.tar.gz
 
-.PHONY: setup run test benchmark
+.PHONY: setup run test lint benchmark
 
 # torch==2.13.0 first: it is the CPU build; any other torch request pulls a multi-GB CUDA build.
 # [dev] is every extra (ferkit[all]) and the test tools.
@@ -22,6 +22,10 @@ run: setup
 # Every test, the slow ones (two-process DDP, the notebook) included; plain `pytest` skips those.
 test: setup
 	$(BIN)/python -m pytest -m "slow or not slow"
+
+# ruff's rules are in pyproject.toml ([tool.ruff])
+lint: setup
+	$(BIN)/ruff check src tests benchmarks scripts
 
 benchmark: setup
 	$(BIN)/python benchmarks/train_throughput.py

@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image
 
 from ferkit.data import load_dataset
-from ferkit.finetune.dataset import build_dataset
 from ferkit.evaluation.evaluate import labelled_split
+from ferkit.finetune.dataset import build_dataset
 from ferkit.finetune.options import FinetuneOptions
 from ferkit.finetune.recipe import finetune
 from ferkit.labels import EMOTIONS

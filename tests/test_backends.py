@@ -18,7 +18,7 @@ from ferkit.inference.bundled import ONNX_FILES, bundled_models, bundled_weights
 from ferkit.inference.checkpoint import load_model
 from ferkit.inference.classifier import FaceClassifier
 from ferkit.inference.images import load_image
-from ferkit.inference.onnx_backend import OnnxClassifier, export_onnx, quantize_int8
+from ferkit.inference.onnx_backend import OnnxClassifier, export_onnx
 
 DATA = Path(__file__).parent / "data"
 SHIPPED = bundled_models()

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from ferkit.cli import main
 from ferkit.batch import writers
+from ferkit.cli import main
 
 DATA = Path(__file__).parent / "data"
 

@@ -4,9 +4,9 @@ numbers published with them, for both priors."""
 
 import numpy as np
 import pytest
+from conftest import REPO, full_ferplus_path
 
 import ferkit
-from conftest import REPO, full_ferplus_path
 from ferkit.errors import CheckpointError
 from ferkit.inference.bundled import BUNDLED_MODELS, WEIGHTS_ROOT, bundled_models, bundled_weights, default_weights
 from ferkit.inference.checkpoint import load_model

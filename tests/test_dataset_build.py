@@ -12,10 +12,18 @@ import pytest
 from PIL import Image
 
 from ferkit.cli import main
-from ferkit.finetune.dataset import (CONTACT_SHEET_FILE, FACES_FILE, MIN_FACES_PER_EMOTION, NO_FACE, REJECTED_FILE,
-                               SUMMARY_FILE, assign_splits, build_dataset)
 from ferkit.data.images import read_face
 from ferkit.errors import DataError
+from ferkit.finetune.dataset import (
+    CONTACT_SHEET_FILE,
+    FACES_FILE,
+    MIN_FACES_PER_EMOTION,
+    NO_FACE,
+    REJECTED_FILE,
+    SUMMARY_FILE,
+    assign_splits,
+    build_dataset,
+)
 from ferkit.inference.recognizer import load
 
 DATA = Path(__file__).parent / "data"

@@ -3,15 +3,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ferkit.evaluation.robustness import CAMERA_CORRUPTIONS
 import torch
-
 from conftest import write_ferplus
+
 from ferkit.cli import main
 from ferkit.data import load_dataset
 from ferkit.errors import DataError, FerkitError
 from ferkit.evaluation.evaluate import EvalOptions, evaluate_weights, run_evaluation
+from ferkit.evaluation.robustness import CAMERA_CORRUPTIONS
 from ferkit.inference.checkpoint import load_model
 
 ALL_FILES = {"metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png", "reliability.png",

@@ -10,14 +10,14 @@ import csv
 import io
 import json
 import re
-import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+import tomllib
+from missing_modules import EXTRA_MODULES, REPO, json_without
 
 from ferkit.extras import EXTRAS, Extra, MissingExtraError, extra_for, require
-from missing_modules import EXTRA_MODULES, REPO, json_without
 
 DATA = Path(__file__).parent / "data"
 TRAIN = EXTRAS["train"].modules

@@ -9,17 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import face_pixels
 from PIL import Image
 
 import ferkit
 from ferkit.cli import main
 from ferkit.data import load_dataset
-from ferkit.errors import DataError
 from ferkit.finetune.recipe import check_data, freeze_features, relabel
 from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
-
-from conftest import face_pixels
 
 TRAINED = ("happiness", "sadness", "anger")
 

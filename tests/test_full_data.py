@@ -1,8 +1,8 @@
 """Checks on the full FER+ data set; skipped with a reason when it is not on this machine."""
 
 import pytest
-
 from conftest import full_ferplus_path
+
 from ferkit.data import FaceData, apply_protocol, load_dataset
 
 DATA = full_ferplus_path()

@@ -1,6 +1,5 @@
 """Execute notebooks/evaluation.ipynb headless so it never rots."""
 
-import os
 from pathlib import Path
 
 import pytest

@@ -3,11 +3,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import face_pixels, tar_folder, write_ferplus
 from PIL import Image
 
-from conftest import face_pixels, tar_folder, write_ferplus
-from ferkit.data import load_dataset
 from ferkit.data import load as load_module
+from ferkit.data import load_dataset
 from ferkit.data.fer2013 import FER2013_CLASSES
 from ferkit.errors import DataError
 from ferkit.labels import EMOTIONS, VOTE_COLUMNS

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import png_header_only
 from PIL import Image
 
 import ferkit
-from conftest import png_header_only
 from ferkit.cli import main
 from ferkit.data import images as images_module
 from ferkit.inference.images import ImageError, load_image

@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import png_header_only
 from PIL import Image
+from serve_helpers import REPO, Server, running_server
 
 import ferkit
 from ferkit.serve.batching import MicroBatcher
 from ferkit.serve.settings import ServeSettings
-from conftest import png_header_only
-from serve_helpers import REPO, Server, running_server
 
 DATA = Path(__file__).parent / "data"
 KEYS = ("key-one", "key-two")

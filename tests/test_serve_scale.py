@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from ferkit.serve.settings import ServeSettings
-from ferkit.serve.server import free_port, wait_until_ready
 from serve_helpers import running_server
+
+from ferkit.serve.server import free_port, wait_until_ready
+from ferkit.serve.settings import ServeSettings
 
 DATA = Path(__file__).parent / "data"
 pytestmark = pytest.mark.slow

@@ -94,8 +94,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 def _cmd_calibrate(args: argparse.Namespace) -> None:
     from ferkit.data import load_dataset
     from ferkit.data.datamodule import FerDataModule
-    from ferkit.training.calibrate import calibrate_weights
     from ferkit.inference.checkpoint import load_model
+    from ferkit.training.calibrate import calibrate_weights
 
     metadata = load_model(args.weights).metadata
     data = load_dataset(args.data, args.votes)
@@ -213,8 +213,8 @@ def _cmd_app(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
-    from ferkit.serve.settings import ServeSettings
     from ferkit.serve.server import run
+    from ferkit.serve.settings import ServeSettings
 
     settings = ServeSettings.from_env(
         model=args.model, prior=args.prior, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,

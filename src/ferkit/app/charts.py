@@ -5,8 +5,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from ferkit.labels import emotion_hex
 from ferkit.inference.recognizer import FaceResult
+from ferkit.labels import emotion_hex
 
 #: The probability axis's ticks: five, whatever the chart's width.
 PROBABILITY_TICKS = [0.0, 0.25, 0.5, 0.75, 1.0]

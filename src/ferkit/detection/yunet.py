@@ -33,7 +33,7 @@ class _Library:
         import yuface
 
         library = ctypes.CDLL(str(Path(yuface.__file__).resolve().parent / "libfacedetection.so"))
-        self.detect_cnn = getattr(library, "_Z14facedetect_cnnPhS_iii")  # facedetect_cnn(uchar*, uchar*, int, int, int)
+        self.detect_cnn = library._Z14facedetect_cnnPhS_iii  # facedetect_cnn(uchar*, uchar*, int, int, int)
         self.detect_cnn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self.detect_cnn.restype = ctypes.POINTER(ctypes.c_int)
         self.local = threading.local()

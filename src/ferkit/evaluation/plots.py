@@ -44,7 +44,7 @@ def roc_figure(curves: Sequence[tuple[np.ndarray, np.ndarray] | None], aucs: Seq
     """One-vs-rest ROC curve per emotion with its AUC, and the chance diagonal."""
     fig = Figure(figsize=(7, 6.5), layout="constrained")
     ax = fig.subplots()
-    for k, (curve, auc, name) in enumerate(zip(curves, aucs, names)):
+    for curve, auc, name in zip(curves, aucs, names):
         if curve is not None:
             ax.plot(curve[0], curve[1], color=emotion_hex(name), label=f"{name} (AUC {auc:.3f})")
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="chance")

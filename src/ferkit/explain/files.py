@@ -11,8 +11,8 @@ from PIL import Image
 
 from ferkit.data.images import read_face
 from ferkit.errors import FerkitError
-from ferkit.explain.faces import explain_crops, gradcam_overlay
 from ferkit.explain.cli_figures import all_classes_figure, explanation_figure
+from ferkit.explain.faces import explain_crops, gradcam_overlay
 from ferkit.inference.annotate import annotate
 from ferkit.inference.outputs import unique_stems
 from ferkit.inference.recognizer import Recognizer

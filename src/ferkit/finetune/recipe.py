@@ -19,10 +19,10 @@ import numpy as np
 from torch import nn
 
 from ferkit.data.augment import AugmentConfig
-from ferkit.finetune.dataset import MIN_FACES_PER_EMOTION
 from ferkit.data.dataset import FaceData, RawSplit
 from ferkit.data.load import load_dataset
 from ferkit.errors import CheckpointError, DataError
+from ferkit.finetune.dataset import MIN_FACES_PER_EMOTION
 from ferkit.finetune.options import FinetuneOptions
 from ferkit.inference.bundled import ONNX_FILES, resolve_model
 from ferkit.inference.checkpoint import load_model, update_metadata

@@ -94,8 +94,13 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration_faces: np.ndarr
     """
     import tempfile
 
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source = OnnxClassifier(fp32)

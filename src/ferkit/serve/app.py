@@ -27,7 +27,6 @@ from ferkit.data.images import decode_face, decode_rgb
 from ferkit.errors import FerkitError, ImageFormatError, ImageTooLargeError
 from ferkit.extras import MissingExtraError, require
 from ferkit.inference.recognizer import Analysis
-from ferkit.labels import EMOTIONS
 from ferkit.preprocessing import FACE_SIZE
 from ferkit.serve.budget import PixelBudget, PixelLease
 from ferkit.serve.errors import ApiError, error_response, install_error_handlers

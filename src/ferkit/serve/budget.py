@@ -11,7 +11,7 @@ import threading
 import time
 from types import TracebackType
 
-from ferkit.serve.errors import ApiError, RETRY_AFTER_S
+from ferkit.serve.errors import RETRY_AFTER_S, ApiError
 
 
 class PixelBudget:

@@ -23,12 +23,12 @@ from ferkit.data.datamodule import FerDataModule
 from ferkit.data.dataset import FaceData
 from ferkit.data.load import load_dataset
 from ferkit.errors import CheckpointError, ConfigError
-from ferkit.training.calibrate import calibrate_weights
 from ferkit.inference.bundled import resolve_model
-from ferkit.inference.metadata import METADATA_FILE
 from ferkit.inference.checkpoint import load_model, update_metadata
+from ferkit.inference.metadata import METADATA_FILE
 from ferkit.models import create_model, layer_table
 from ferkit.preprocessing import Preprocessing
+from ferkit.training.calibrate import calibrate_weights
 from ferkit.training.callbacks import BestWeightsSaver, HistoryWriter
 from ferkit.training.config import TrainConfig
 from ferkit.training.module import FerClassifier
