@@ -13,6 +13,11 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture()
 def app(trained_run: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    import sys
+
+    # AppTest runs the script as __main__; put pytest's back afterwards, or the worker processes
+    # later tests start (spawn re-imports __main__) would run the app script.
+    monkeypatch.setitem(sys.modules, "__main__", sys.modules["__main__"])
     monkeypatch.setenv("FERKIT_WEIGHTS", str(trained_run))
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.run()
@@ -92,6 +97,7 @@ def test_video_page_processes_a_clip_within_the_length_cap(app: AppTest, tmp_pat
 def test_model_page_describes_the_selected_model_and_prior(skewed_run: Path, monkeypatch: pytest.MonkeyPatch):
     import json
 
+    from ferkit.app.settings import PRIOR_LABELS
     from ferkit.labels import EMOTIONS
 
     meta = json.loads((skewed_run / "model.json").read_text())
@@ -102,10 +108,11 @@ def test_model_page_describes_the_selected_model_and_prior(skewed_run: Path, mon
     assert not app.exception and not app.error and app.title[0].value == "The model"
     for prior, temperature in (("train", meta["temperature"]), ("uniform", meta["uniform_prior"]["temperature"])):
         next(r for r in app.sidebar.radio if r.label == "Expected emotions").set_value(prior).run()
-        assert app.markdown[0].value == (f"Architecture `fernet`, labels: {', '.join(EMOTIONS)}, "
-                                         f"calibration temperature {temperature:.3f}.")
+        assert app.markdown[0].value == (f"Model **{skewed_run.name}**: architecture `fernet`, labels: "
+                                         f"{', '.join(EMOTIONS)}, calibration temperature {temperature:.3f}. "
+                                         f"Expected emotions: {PRIOR_LABELS[prior]}.")
     assert meta["temperature"] != meta["uniform_prior"]["temperature"]  # so the two lines above differ
-    assert not app.metric and not app.info  # a run without test metrics, not bundled: no figures, no report note
+    assert not app.metric  # a run without test metrics, not bundled: no figures
 
 
 def test_broken_weights_show_a_short_message_without_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

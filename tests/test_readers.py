@@ -78,7 +78,7 @@ def test_missing_image_and_wrong_size_are_clear_errors(ferplus_dir: Path):
     with pytest.raises(DataError, match="expected a 48x48 face, got 64x64"):
         load_dataset(ferplus_dir, use_cache=False)
     victim.write_bytes(b"not a png")
-    with pytest.raises(DataError, match=f"{victim.name}: not a readable image"):
+    with pytest.raises(DataError, match=f"{victim.name}: not an image file in an accepted format"):
         load_dataset(ferplus_dir, use_cache=False)
 
 

@@ -161,10 +161,13 @@ def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_on
 ):
     """Killed in the middle of epoch 2 and resumed from epoch 1's checkpoint: same data order,
     augmentation and degradation draws, dropout, optimizer and one-cycle schedule, so the same weights."""
+    import importlib
+
     import lightning as L
 
     from ferkit.training import build_config, fit
-    from ferkit.training import fit as fit_module
+
+    fit_module = importlib.import_module("ferkit.training.fit")
 
     def config(name: str):
         return build_config(overrides={

@@ -1,4 +1,6 @@
-"""The `ferkit` command line: models, data info, train."""
+"""The `ferkit` command line: train, evaluate, calibrate, export and explain models; predict on
+images and videos; build data sets from photos and fine-tune on them; the web app and the HTTP
+service. `ferkit --help` lists the commands, `ferkit COMMAND --help` their options."""
 
 from __future__ import annotations
 
@@ -13,10 +15,13 @@ from typing import Any
 
 import yaml
 
-from ferkit.errors import FerkitError
+from ferkit.detection import DEFAULT_DETECTOR, DETECTOR_NAMES, DetectorOptions
+from ferkit.errors import ConfigError, FerkitError
 from ferkit.extras import MissingExtraError, extra_for, require
+from ferkit.inference.base import PRIORS
 
 logger = logging.getLogger("ferkit")
+DETECTION_DEFAULTS = DetectorOptions()
 MODEL_HELP = "bundled model (fast, accurate) or a run folder, .safetensors or .onnx file (default: fast)"
 PRIOR_HELP = ("class prior: train (faces as frequent as in FER+, mostly neutral and happy) or uniform "
               "(every emotion equally likely: posed or elicited expressions)")
@@ -137,14 +142,15 @@ def _recognizer(args: argparse.Namespace):  # noqa: ANN202
 
 def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
-    parser.add_argument("--prior", default="train", choices=("train", "uniform"), help=PRIOR_HELP)
+    parser.add_argument("--prior", default="train", choices=PRIORS, help=PRIOR_HELP)
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
-    parser.add_argument("--detector", default="yunet", choices=("yunet", "haar"))
-    parser.add_argument("--min-face", type=int, default=20, help="smallest face side in pixels")
-    parser.add_argument("--score-threshold", type=float, default=0.6, help="lowest face detection score")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTOR_NAMES)
+    parser.add_argument("--min-face", type=int, default=DETECTION_DEFAULTS.min_size, help="smallest face side in pixels")
+    parser.add_argument("--score-threshold", type=float, default=DETECTION_DEFAULTS.score_threshold,
+                        help="lowest face detection score")
     parser.add_argument("--max-faces", type=int, help="keep at most this many faces per image (largest first)")
     parser.add_argument("--largest-only", action="store_true", help="keep only the largest face")
-    parser.add_argument("--detect-size", type=int, default=960,
+    parser.add_argument("--detect-size", type=int, default=DETECTION_DEFAULTS.max_side,
                         help="scale images down to this longer side for detection (smaller: faster, misses small faces)")
     parser.add_argument("--min-confidence", type=float, help="report 'uncertain' below this probability")
     parser.add_argument("--tta", action="store_true", help="also classify the mirror image (twice the time)")
@@ -185,7 +191,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from ferkit.inference.onnx_backend import quantize_int8, valid_calibration_faces
 
     if not args.data:
-        raise FerkitError("--int8 calibrates on the validation faces: pass --data (the data set the model was trained on)")
+        raise ConfigError("--int8 calibrates on the validation faces: pass --data (the data set the model was trained on)")
     faces = valid_calibration_faces(args.data, args.calibration_faces)
     with tempfile.TemporaryDirectory() as folder:
         fp32 = export_onnx(resolve_model(args.model), Path(folder) / "fp32.onnx")
@@ -304,7 +310,7 @@ def _add_finetune_commands(commands: Any) -> None:
     build.add_argument("--crops", action="store_true", help="the images already are face crops (no detection)")
     build.add_argument("--all-faces", action="store_true",
                        help="keep every face of a photo with several (default: reject such photos)")
-    build.add_argument("--detector", default="yunet", choices=("yunet", "haar"))
+    build.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTOR_NAMES)
     build.add_argument("--seed", type=int, default=0, help="seed of the split draw")
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(func=_cmd_dataset_build)
@@ -351,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="metrics, plots and a report for trained weights")
     evaluate.add_argument("--model", "--weights", dest="model", action="append",
                           help="bundled model (fast, accurate), run folder or .safetensors; repeat to compare (default: fast)")
-    evaluate.add_argument("--prior", default="train", choices=("train", "uniform"), help=PRIOR_HELP)
+    evaluate.add_argument("--prior", default="train", choices=PRIORS, help=PRIOR_HELP)
     evaluate.add_argument("--data", required=True, help="data set path (as for train)")
     evaluate.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
@@ -376,8 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("images", nargs="+", help="photos (faces are detected) or 48x48 face crops")
     explain.add_argument("--model", "--weights", dest="model",
                          help="bundled model (fast, accurate), run folder or .safetensors (default: fast)")
-    explain.add_argument("--prior", default="train", choices=("train", "uniform"), help=PRIOR_HELP)
-    explain.add_argument("--detector", default="yunet", choices=("yunet", "haar"))
+    explain.add_argument("--prior", default="train", choices=PRIORS, help=PRIOR_HELP)
+    explain.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTOR_NAMES)
     explain.add_argument("--all-classes", action="store_true", help="one panel per emotion")
     explain.add_argument("--out", default="explanations", help="output folder")
     explain.set_defaults(func=_cmd_explain)
@@ -440,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="processes on this machine (each loads its models)")
     serve.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
-    serve.add_argument("--prior", choices=("train", "uniform"), help=PRIOR_HELP)
+    serve.add_argument("--prior", choices=PRIORS, help=PRIOR_HELP)
     serve.add_argument("--max-upload-mb", type=float, help="largest request body (default 50)")
     serve.add_argument("--max-pixels", type=int, help="largest image in pixels (default 25,000,000)")
     serve.add_argument("--max-batch-images", type=int, help="most images per /v1/analyze/batch request (default 16)")
@@ -449,7 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-wait-ms", type=float,
                        help="wait for concurrent requests' faces to classify them together; 0: off (default 5)")
     serve.add_argument("--max-batch-faces", type=int, help="most faces per classifier batch (default 64)")
-    serve.add_argument("--detect-size", type=int, help="longer side used for face detection (default 960)")
+    serve.add_argument("--detect-size", type=int,
+                       help=f"longer side used for face detection (default {DETECTION_DEFAULTS.max_side})")
     serve.add_argument("--cors-origin", action="append", help="browser origin allowed to call the API (repeat)")
     serve.add_argument("--ray", action="store_true", help="deploy on Ray Serve (pip install 'ferkit[ray]')")
     serve.add_argument("--address", help="with --ray: the Ray cluster (default $RAY_ADDRESS, else a local Ray)")

@@ -35,7 +35,15 @@ class CheckpointError(FerkitError):
 
 
 class ConfigError(FerkitError):
-    """A training configuration value is unknown or invalid."""
+    """A configuration value or option is unknown or invalid (training, a model's arguments, a command's options)."""
+
+
+class InputShapeError(DataError, ValueError):
+    """An array passed to ferkit has the wrong shape or type (e.g. faces that are not (N, 48, 48) gray)."""
+
+
+class VideoError(FerkitError):
+    """A video file or camera cannot be opened, read or written."""
 
 
 class ExplainUnavailableError(FerkitError):

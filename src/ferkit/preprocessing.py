@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ferkit.errors import InputShapeError
+
 if TYPE_CHECKING:
     import torch
 
@@ -27,7 +29,7 @@ class Preprocessing:
         """uint8 gray faces (N, H, W) -> float32 model input (N, 1, H, W), without torch."""
         faces = np.asarray(faces)
         if faces.ndim != 3:
-            raise ValueError(f"expected gray faces of shape (N, H, W), got {faces.shape}")
+            raise InputShapeError(f"expected gray faces of shape (N, H, W), got {faces.shape}")
         return self.normalize(faces[:, None].astype(np.float32) / np.float32(255.0)).astype(np.float32)
 
     def normalize(self, faces: "np.ndarray | torch.Tensor") -> "np.ndarray | torch.Tensor":
@@ -41,7 +43,7 @@ class Preprocessing:
 
         tensor = faces if isinstance(faces, torch.Tensor) else torch.from_numpy(np.array(faces, dtype=np.uint8))
         if tensor.ndim != 3:
-            raise ValueError(f"expected gray faces of shape (N, H, W), got {tuple(tensor.shape)}")
+            raise InputShapeError(f"expected gray faces of shape (N, H, W), got {tuple(tensor.shape)}")
         return tensor.unsqueeze(1).float().div_(255.0)
 
     def __call__(self, faces: "np.ndarray | torch.Tensor") -> "torch.Tensor":

@@ -18,12 +18,12 @@ def run() -> None:
     st.set_page_config(page_title="ferkit: facial expression recognition", layout="wide")
     for option, value in CLIENT_OPTIONS.items():  # `ferkit app` passes them at start already
         st.set_option(option, value)
-    pages = [st.Page(VIEWS / script, title=title, url_path=path) for script, title, path in PAGES]
+    pages = [(st.Page(VIEWS / script, title=title, url_path=path), title) for script, title, path in PAGES]
     # The photo page opens at "/" and at /photo alike; the menu lists it once.
     home = st.Page(VIEWS / "photo.py", title="Photo", url_path="home", default=True)
-    navigation = st.navigation([home, *pages], position="hidden")
-    for page in pages:
-        st.sidebar.page_link(page, label=page.title)
+    navigation = st.navigation([home, *(page for page, _ in pages)], position="hidden")
+    for page, title in pages:
+        st.sidebar.page_link(page, label=title)
     navigation.run()
 
 

@@ -63,9 +63,9 @@ def ice_servers() -> list[dict[str, object]]:
     try:
         servers = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise FerkitError(f"FERKIT_ICE_SERVERS is not valid JSON: {exc}") from exc
+        raise ConfigError(f"FERKIT_ICE_SERVERS is not valid JSON: {exc}") from exc
     if not isinstance(servers, list):
-        raise FerkitError('FERKIT_ICE_SERVERS must be a JSON list, e.g. [{"urls": ["stun:stun.example.org:3478"]}]')
+        raise ConfigError('FERKIT_ICE_SERVERS must be a JSON list, e.g. [{"urls": ["stun:stun.example.org:3478"]}]')
     return servers
 
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from ferkit.errors import FerkitError
+from ferkit.errors import ConfigError, FerkitError
 
 FORMATS = ("json", "csv", "parquet")
 BOX = ("x", "y", "w", "h")
@@ -38,7 +38,7 @@ def format_of(output: str | None, fmt: str | None) -> str:
     """The format asked for, else the output's suffix (.jsonl/.json, .csv, .parquet), else json."""
     if fmt:
         if fmt not in FORMATS:
-            raise FerkitError(f"unknown format '{fmt}'; choose one of: {', '.join(FORMATS)}")
+            raise ConfigError(f"unknown format '{fmt}'; choose one of: {', '.join(FORMATS)}")
         return fmt
     suffix = Path(output).suffix.lower() if output else ""
     return {".csv": "csv", ".parquet": "parquet"}.get(suffix, "json")
@@ -67,9 +67,9 @@ class RecordWriter:
         self.fmt = fmt
         self.output = Path(output) if output else None
         if fmt == "parquet" and self.output is None:
-            raise FerkitError("Parquet needs a file: pass --output results.parquet")
+            raise ConfigError("Parquet needs a file: pass --output results.parquet")
         if resume and self.output is None:
-            raise FerkitError("--resume needs --output: the file whose inputs are already done")
+            raise ConfigError("--resume needs --output: the file whose inputs are already done")
         self.resume = resume
         self.done: set[str] = set()
         self._csv: Any = None

@@ -112,8 +112,10 @@ class FerDataModule(L.LightningDataModule):
         drop_last = len(self.train) > self.batch_size  # avoid a 1-face batch in BatchNorm
         weights = 1.0 / self.class_prior()[self.train.labels] if self.balanced_sampling else None
         sampler = EpochSampler(len(self.train), self.seed, weights)
+        # A generator of its own: without one, making each epoch's iterator draws from torch's global
+        # generator, which the training step's dropout uses, so a resumed run would drift.
         return DataLoader(_tensors(self.train), self.batch_size, sampler=sampler, drop_last=drop_last,
-                          num_workers=self.num_workers)
+                          num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(_tensors(self.valid), 512, num_workers=self.num_workers)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ferkit.errors import InputShapeError
+
 
 @dataclass(frozen=True)
 class Face:
@@ -64,7 +66,7 @@ class FaceDetector(ABC):
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image, filtered by the options, largest first."""
         if image_rgb.dtype != np.uint8 or image_rgb.ndim != 3 or image_rgb.shape[2] != 3:
-            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image_rgb.dtype} {image_rgb.shape}")
+            raise InputShapeError(f"expected an RGB uint8 image (H, W, 3), got {image_rgb.dtype} {image_rgb.shape}")
         opts = self.options
         h, w = image_rgb.shape[:2]
         scale = min(1.0, opts.max_side / max(h, w))

@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from ferkit.data.dataset import FaceData
 from ferkit.data.protocols import LabelledSplit, apply_protocol
-from ferkit.errors import DataError, FerkitError
+from ferkit.errors import ConfigError, DataError, FerkitError
 from ferkit.evaluation import plots
 from ferkit.evaluation.calibration import fit_temperature, softmax
 from ferkit.evaluation.metrics import (
@@ -222,6 +222,6 @@ def run_evaluation(weights: list[str | Path], data: FaceData, out: str | Path, o
     for w in weights:
         name = weights_name(w)
         if name in results:
-            raise FerkitError(f"two weights are both called '{name}'; give run folders with different names")
+            raise ConfigError(f"two weights are both called '{name}'; give run folders with different names")
         results[name] = evaluate_weights(w, data, out / name if len(weights) > 1 else out, options)
     return write_report(out, results)

@@ -170,7 +170,6 @@ def finetune(dataset: str | Path, out: str | Path, options: FinetuneOptions | No
     train, valid = data.split("train").images, data.split("valid").images
     calibration = np.concatenate([valid, train[np.random.default_rng(options.seed).permutation(len(train))]])
     onnx_check = export_checked(run, calibration, valid)
-    update_metadata(run, {"onnx_check": onnx_check})
     if onnx_check["int8_agrees_with_fp32"] < MIN_INT8_AGREEMENT:
         notes.append(f"int8 gives fp32's answer on only {100 * onnx_check['int8_agrees_with_fp32']:.1f}% of the valid "
                      "faces: keep fp32 (what ferkit.load(RUN) uses)")

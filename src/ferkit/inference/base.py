@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ferkit.errors import InputShapeError
 from ferkit.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class Classifier(ABC):
         faces = np.asarray(faces)
         size = self.preprocessing.size
         if faces.ndim != 3 or faces.shape[1:] != (size, size):
-            raise ValueError(f"expected gray faces (N, {size}, {size}), got shape {faces.shape}")
+            raise InputShapeError(f"expected gray faces (N, {size}, {size}), got shape {faces.shape}")
         out = np.empty((len(faces), len(self.labels)), dtype=np.float32)
         for start in range(0, len(faces), batch_size):
             x = self.preprocessing.array(faces[start : start + batch_size])

@@ -201,7 +201,7 @@ def load(
         precision: ONNX Runtime only: "fp32", "int8" (statically quantized) or "auto" (the bundled
             model's chosen precision; fp32 for other models).
     """
-    from ferkit.errors import FerkitError
+    from ferkit.errors import ConfigError, FerkitError
     from ferkit.inference.base import check_prior
     from ferkit.inference.bundled import onnx_file, resolve_model
 
@@ -233,5 +233,5 @@ def load(
         classifier = FaceClassifier.from_path(path, tta=tta, device=device, prior=prior,
                                                 expected_sha256=expected_sha256)
     else:
-        raise FerkitError(f"unknown backend '{backend}'; choose torch, onnx or auto")
+        raise ConfigError(f"unknown backend '{backend}'; choose torch, onnx or auto")
     return Recognizer(classifier, create_detector(detector, detector_options), min_confidence)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ferkit.errors import ConfigError
+
 
 class FerModel(nn.Module):
     """Base class: subclasses build ``features`` and ``head`` and name their Grad-CAM layer.
@@ -22,7 +24,7 @@ class FerModel(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+            raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
         self.num_classes = num_classes
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

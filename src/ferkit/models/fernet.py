@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ferkit.errors import ConfigError
 from ferkit.models.base import FerModel
 from ferkit.models.registry import register_model
 
@@ -55,7 +56,7 @@ class FerNet(FerModel):
     ) -> None:
         super().__init__(num_classes)
         if len(widths) != len(depths) + 1:
-            raise ValueError("widths needs one entry for the stem plus one per stage in depths")
+            raise ConfigError("widths needs one entry for the stem plus one per stage in depths")
         stem = conv_bn_relu(1, widths[0])
         stages: list[nn.Module] = [stem]
         for in_ch, out_ch, depth in zip(widths[:-1], widths[1:], depths):

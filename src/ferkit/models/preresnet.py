@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ferkit.errors import ConfigError
 from ferkit.models.base import FerModel
 from ferkit.models.registry import register_model
 
@@ -53,7 +54,7 @@ class PreResNet(FerModel):
     ) -> None:
         super().__init__(num_classes)
         if len(widths) != len(depths) or not widths:
-            raise ValueError("widths and depths need one entry per stage")
+            raise ConfigError("widths and depths need one entry per stage")
         stages: list[nn.Module] = [nn.Conv2d(1, widths[0], 3, padding=1, bias=False)]
         in_channels = widths[0]
         for k, (width, depth) in enumerate(zip(widths, depths)):

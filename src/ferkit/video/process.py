@@ -11,17 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.errors import FerkitError
+from ferkit.errors import ConfigError, VideoError
 from ferkit.inference.recognizer import FaceResult, Recognizer
 from ferkit.video.follow import FULL_DETECTION_SECONDS, FaceFollower
 from ferkit.video.tracking import FaceTracker, appearance
 
 logger = logging.getLogger(__name__)
 MAX_CONSECUTIVE_FAILURES = 25
-
-
-class VideoError(FerkitError):
-    """A video file or camera cannot be opened or written."""
 
 
 @dataclass(frozen=True)
@@ -191,9 +187,9 @@ def run_video(recognizer: Recognizer, source: str | int, out_video: str | Path |
     from tqdm import tqdm
 
     if every < 1:
-        raise FerkitError("--every must be at least 1")
+        raise ConfigError("--every must be at least 1")
     if full_every < 0:
-        raise FerkitError("--full-every must be 0 (full detection on every frame) or more seconds")
+        raise ConfigError("--full-every must be 0 (full detection on every frame) or more seconds")
     capture = open_capture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None

@@ -10,7 +10,8 @@ import streamlit as st
 
 from ferkit.app.limits import MAX_VIDEO_MB, max_video_minutes
 from ferkit.app.settings import recognizer, show_errors, sidebar
-from ferkit.video.process import VideoError, run_video
+from ferkit.errors import VideoError
+from ferkit.video.process import run_video
 
 logger = logging.getLogger(__name__)
 VIDEO_TYPES = ("mp4", "webm", "avi", "mov", "mkv")
