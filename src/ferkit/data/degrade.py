@@ -70,7 +70,10 @@ def _resize(x: torch.Tensor, side: int | tuple[int, int], mode: str) -> torch.Te
     size = (side, side) if isinstance(side, int) else side
     if mode in ("area", "nearest-exact"):
         return F.interpolate(x, size=size, mode=mode)
-    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True)
+    # torch's antialiased kernels are Pillow's: they widen when shrinking, and its bicubic is
+    # Pillow's (a = -0.5; plain bicubic uses -0.75). Enlarging bilinearly takes the plain kernel.
+    antialias = size[0] < x.shape[-2] or mode == "bicubic"
+    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=antialias)
 
 
 def low_resolution(
