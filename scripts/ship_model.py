@@ -49,25 +49,26 @@ def model_section(name: str, metadata: dict) -> str:
     """The card's section for one bundled model, every number from its shipped metadata."""
     plain, tta, uniform = metadata["test_metrics"], metadata["test_metrics_tta"], metadata["test_metrics_uniform"]
     cal, uni = metadata["calibration"], metadata[UNIFORM_PRIOR_KEY]
-    training = metadata["training"]
     rows = "\n".join(
         f"| {emotion} | {pct(plain['recall'][emotion])} | {pct(uniform['recall'][emotion])} | "
         f"{pct(tta['recall'][emotion])} | {plain['support'][emotion]} |"
         for emotion in plain["recall"]
     )
-    init = metadata.get("init_weights")
-    start = f", starting from weights sha256 `{init['sha256'][:12]}...`" if init else ""
+    if "members" in metadata:
+        architecture = (f"an ensemble of {len(metadata['members'])} networks (`ferkit ensemble`): their log-probabilities "
+                        "averaged" + (" over each face and its mirror image, inside the network" if metadata["model_kwargs"].get("mirror") else ""))
+        training_lines = "\n".join(f"- Member {i + 1}: `{m['model']}` {m['model_kwargs']}, " + training_line(m)
+                                   for i, m in enumerate(metadata["members"]))
+    else:
+        architecture = f"`{metadata['model']}` {metadata['model_kwargs'] or ''}"
+        training_lines = "- Training: " + training_line(metadata)
     return f"""## `{name}`: {ROLES[name]}
 
 ### Model
-- Architecture `{metadata['model']}` {metadata['model_kwargs'] or ''}, {metadata['parameters']} parameters,
+- Architecture {architecture}, {metadata['parameters']} parameters,
   {metadata['macs']} MACs per face, input 48x48 gray faces, 8 outputs in FER+ order.
 - Weights: `src/ferkit/weights/{name}/weights.safetensors` (sha256 `{metadata['sha256']}`), described by `model.json`.
-- Training: run `{metadata['run']}` on {metadata.get('hardware', 'unrecorded hardware')}
-  ({metadata.get('train_seconds', 0) / 60:.0f} min{start}), label mode `{metadata['label_mode']}`,
-  {training['epochs']} epochs planned, best epoch {metadata['epoch']} by `{metadata['monitor']}`; lr {training['lr']},
-  weight decay {training['weight_decay']}, {training['scheduler']} schedule, batch {training['batch_size']},
-  augmentation {training['augment']}.
+{training_lines}
 - Calibration on the FER+ validation split ({cal['faces']} faces). Prior `train`: post-hoc logit adjustment
   with tau = {cal.get('logit_adjust_tau', 0):.2f} (validation balanced accuracy {pct(cal.get('balanced_accuracy_before', 0))} ->
   {pct(cal.get('balanced_accuracy_after', 0))}, accuracy {pct(cal.get('accuracy_before', 0))} ->
@@ -106,6 +107,18 @@ sigma 1 pixel, JPEG quality 30 with the real codec, a face 24 pixels wide enlarg
 crop rows simulate face detectors that crop tighter (central 80%) or looser (a 10% border) than FER-2013.
 The report with every plot is `reports/{name}/report.md`.
 {onnx_section(name)}"""
+
+
+def training_line(metadata: dict) -> str:
+    """How one trained network (a model or an ensemble's member) was trained, from its description."""
+    training = metadata["training"]
+    init = metadata.get("init_weights")
+    start = f", starting from weights sha256 `{init['sha256'][:12]}...`" if init else ""
+    return f"""run `{metadata['run']}` on {metadata.get('hardware', 'unrecorded hardware')}
+  ({metadata.get('train_seconds', 0) / 60:.0f} min{start}), label mode `{metadata['label_mode']}`,
+  {training['epochs']} epochs planned, best epoch {metadata['epoch']} by `{metadata['monitor']}`; lr {training['lr']},
+  weight decay {training['weight_decay']}, {training['scheduler']} schedule, batch {training['batch_size']}, seed {training['seed']},
+  augmentation {training['augment']}."""
 
 
 def onnx_section(name: str) -> str:

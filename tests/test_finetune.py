@@ -141,3 +141,11 @@ def test_head_only_trains_the_head_and_keeps_batchnorm_statistics():
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert model.features[0][0].weight.grad is None and model.head[3].weight.grad is not None
+
+
+def test_head_only_on_an_ensemble_trains_each_members_head():
+    spec = {"model": "fernet", "model_kwargs": {"widths": [8, 8, 16, 16], "depths": [1, 1, 1]}}
+    model = create_model("ensemble", num_classes=8, members=[spec, spec])
+    freeze_features(model)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {f"members.{i}.head.3.{p}" for i in (0, 1) for p in ("weight", "bias")}

@@ -112,6 +112,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
     print(json.dumps(record, indent=2))
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> None:
+    from ferkit.data import load_dataset
+    from ferkit.training.ensemble import build_ensemble
+
+    out = build_ensemble(args.members, args.out, load_dataset(args.data, args.votes), mirror=args.mirror)
+    print(f"ensemble of {len(args.members)} models: {out}")
+
+
 def _cmd_explain(args: argparse.Namespace) -> None:
     from ferkit.explain.files import explain_files
     from ferkit.inference.recognizer import load
@@ -378,6 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
                            help="most validation accuracy the logit adjustment may cost (default 0.005)")
     calibrate.set_defaults(func=_cmd_calibrate)
 
+    ensemble = commands.add_parser("ensemble", help="join trained models into one ensemble model, calibrated on valid")
+    ensemble.add_argument("members", nargs="+", help="bundled models (fast, accurate), run folders or .safetensors files")
+    ensemble.add_argument("--out", required=True, help="new folder for the ensemble's weights (loadable like a run folder)")
+    ensemble.add_argument("--data", required=True, help="the data set the members were trained on (its valid split calibrates)")
+    ensemble.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
+    ensemble.add_argument("--no-mirror", dest="mirror", action="store_false",
+                          help="do not average each face with its mirror image inside the model")
+    ensemble.set_defaults(func=_cmd_ensemble)
+
     explain = commands.add_parser("explain", help="Grad-CAM overlays for face images")
     explain.add_argument("images", nargs="+", help="photos (faces are detected) or 48x48 face crops")
     explain.add_argument("--model", "--weights", dest="model",
@@ -478,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: The extra each command needs whatever its options (predict and video need one for some options only).
-COMMAND_EXTRAS = {"models": "train", "train": "train", "evaluate": "train", "calibrate": "train", "explain": "train",
+COMMAND_EXTRAS = {"models": "train", "train": "train", "evaluate": "train", "calibrate": "train", "ensemble": "train",
+                  "explain": "train",
                   "export": "export", "app": "app", "serve": "serve"}
 
 

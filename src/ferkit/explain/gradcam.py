@@ -47,7 +47,8 @@ def gradcam(
                 target = torch.full((len(inputs),), target, dtype=torch.long)
             else:
                 target = torch.as_tensor(target, dtype=torch.long)
-            maps = LayerGradCam(model, model.gradcam_module()).attribute(inputs, target=target, relu_attributions=True)
+            explained = model.gradcam_model()  # the model's decision, the layer's maps (see FerModel)
+            maps = LayerGradCam(explained, model.gradcam_module()).attribute(inputs, target=target, relu_attributions=True)
         finally:
             model.train(was_training)
     maps = F.interpolate(maps.detach().float(), size=inputs.shape[-2:], mode="bilinear", align_corners=False)

@@ -86,10 +86,12 @@ def check_data(data: FaceData) -> list[str]:
 
 def freeze_features(model: nn.Module) -> None:
     """Train the head only: every other parameter frozen, BatchNorm kept in eval mode (its statistics fixed)."""
-    head = getattr(model, "head", None)
-    if not isinstance(head, nn.Module):
+    # an ensemble's heads are its members' heads
+    members = list(getattr(model, "members", [model]))
+    heads = [getattr(member, "head", None) for member in members]
+    if not all(isinstance(head, nn.Module) for head in heads):
         raise CheckpointError(f"{type(model).__name__} has no 'head' module; fine-tune every layer instead")
-    head_parameters = {id(p) for p in head.parameters()}
+    head_parameters = {id(p) for head in heads for p in head.parameters()}
     for parameter in model.parameters():
         parameter.requires_grad_(id(parameter) in head_parameters)
     for module in model.modules():

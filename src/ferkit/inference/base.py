@@ -75,6 +75,13 @@ class Classifier(ABC):
         return float(calibration.get(key, 1.0))
 
     @property
+    def mirrored_inside(self) -> bool:
+        """Whether the network itself averages each face with its mirror image (an ensemble built
+        with ``mirror``), so that TTA would only repeat it."""
+        kwargs = self.metadata.get("model_kwargs")
+        return isinstance(kwargs, dict) and kwargs.get("mirror") is True
+
+    @property
     def can_explain(self) -> bool:
         """Whether Grad-CAM can explain these weights (it needs their torch model)."""
         return False
@@ -111,7 +118,7 @@ class Classifier(ABC):
         out = np.empty((len(faces), len(self.labels)), dtype=np.float32)
         for start in range(0, len(faces), batch_size):
             x = self.preprocessing.array(faces[start : start + batch_size])
-            if self.tta:  # the faces and their mirror images in one forward pass: one call's overhead
+            if self.tta and not self.mirrored_inside:  # faces and mirror images in one pass: one call's overhead
                 both = self._logits(np.concatenate([x, x[..., ::-1]]))
                 logits = (both[: len(x)] + both[len(x) :]) / 2
             else:

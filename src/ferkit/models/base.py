@@ -42,6 +42,11 @@ class FerModel(nn.Module):
         """Return the module named by ``gradcam_layer``."""
         return self.get_submodule(self.gradcam_layer)
 
+    def gradcam_model(self) -> nn.Module:
+        """The network whose ``gradcam_module()`` Grad-CAM hooks: the model itself, or the part
+        of it (an ensemble's first member) that calls that layer once per face."""
+        return self
+
 
 def conv_relu_bn(in_channels: int, out_channels: int) -> list[nn.Module]:
     """Keras-style Conv2D(3x3, same, relu) followed by BatchNormalization, as in the seed."""

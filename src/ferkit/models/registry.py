@@ -11,23 +11,28 @@ from ferkit.errors import ConfigError, ModelNotFoundError
 
 M = TypeVar("M", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+#: Models built from other models (an ensemble of trained members), not architectures to train.
+_COMPOSITE: set[str] = set()
 
 
-def register_model(name: str) -> Callable[[M], M]:
-    """Decorator that registers a model class or builder under ``name``."""
+def register_model(name: str, composite: bool = False) -> Callable[[M], M]:
+    """Decorator that registers a model class or builder under ``name``; ``composite`` for models
+    made of other models, which need arguments to be built and are left out of list_models()."""
 
     def wrapper(builder: M) -> M:
         if name in _MODELS:
             raise ValueError(f"a model is already registered as '{name}'")
         _MODELS[name] = builder
+        if composite:
+            _COMPOSITE.add(name)
         return builder
 
     return wrapper
 
 
 def list_models() -> list[str]:
-    """Return the registered model names, sorted."""
-    return sorted(_MODELS)
+    """Return the registered architectures (every model but the composite ones), sorted."""
+    return sorted(set(_MODELS) - _COMPOSITE)
 
 
 def create_model(name: str, **kwargs: object) -> nn.Module:

@@ -1,0 +1,78 @@
+"""`ferkit ensemble`: join trained models into one ensemble model (models/ensemble.py), write its
+weights folder and calibrate it on the validation split like any trained run."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ferkit.data.datamodule import FerDataModule
+from ferkit.data.dataset import FaceData
+from ferkit.errors import ConfigError
+from ferkit.inference.bundled import ModelSource, resolve_model
+from ferkit.inference.checkpoint import LoadedModel, load_model, save_weights
+from ferkit.models import count_parameters, create_model
+from ferkit.models.ensemble import ENSEMBLE, Ensemble, member_spec
+from ferkit.training.calibrate import calibrate_weights
+
+logger = logging.getLogger(__name__)
+#: What model.json keeps of each member's own description (its run, training and scores).
+MEMBER_KEYS = ("model", "model_kwargs", "sha256", "run", "label_mode", "training", "hardware", "train_seconds",
+               "epoch", "monitor", "metrics", "init_weights", "teacher")
+
+
+def _member_record(source: ModelSource, loaded: LoadedModel) -> dict[str, Any]:
+    record = {key: loaded.metadata[key] for key in MEMBER_KEYS if key in loaded.metadata}
+    record.setdefault("run", Path(str(source)).name)
+    record["source"] = str(source)
+    return record
+
+
+def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceData, mirror: bool = True) -> Path:
+    """Write an ensemble of ``members`` (bundled names, run folders or .safetensors files) into the
+    weights folder ``out``, calibrated on ``data``'s validation split; returns ``out``.
+
+    The members must share labels and preprocessing; the ensemble's training prior (for the
+    logit adjustment) is that of ``data``'s train split under the first member's label mode.
+    """
+    if len(members) < 2:
+        raise ConfigError("an ensemble needs at least two members")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not empty; choose a new folder for the ensemble")
+    loaded = [load_model(resolve_model(member)) for member in members]
+    first = loaded[0]
+    for source, model in zip(members[1:], loaded[1:]):
+        if model.labels != first.labels:
+            raise ConfigError(f"{source}: labels {list(model.labels)} differ from {members[0]}'s {list(first.labels)}")
+        if model.preprocessing != first.preprocessing:
+            raise ConfigError(f"{source}: its preprocessing differs from {members[0]}'s; members must see the same faces")
+        if model.metadata["model"] == ENSEMBLE:
+            raise ConfigError(f"{source} is an ensemble; give its members instead")
+    for source, model in zip(members, loaded):
+        trained_on = model.metadata.get("data", {}).get("fingerprint")
+        if trained_on not in (None, data.fingerprint):
+            logger.warning("%s was trained on other data than %s; the calibration uses %s", source, data.source, data.source)
+    specs = [member_spec(m.metadata["model"], m.metadata["model_kwargs"]) for m in loaded]
+    ensemble = create_model(ENSEMBLE, num_classes=len(first.labels), members=specs, mirror=mirror)
+    assert isinstance(ensemble, Ensemble)
+    for target, model in zip(ensemble.members, loaded):
+        target.load_state_dict(model.model.state_dict(), strict=True)
+    label_mode = first.metadata.get("label_mode", "majority")
+    module = FerDataModule(data, label_mode)
+    records = [_member_record(source, model) for source, model in zip(members, loaded)]
+    seconds = [r.get("train_seconds") for r in records]
+    metadata: dict[str, Any] = {
+        "model": ENSEMBLE, "model_kwargs": {"members": specs, "mirror": mirror}, "labels": list(first.labels),
+        "preprocessing": first.preprocessing.to_dict(), "temperature": 1.0, "label_mode": label_mode,
+        "data": {"source": data.source, "kind": data.kind, "fingerprint": data.fingerprint,
+                 "train_faces": len(module.train), "valid_faces": len(module.valid)},
+        "members": records, "parameters_total": count_parameters(ensemble).total,
+        **({"train_seconds": round(sum(s for s in seconds if s), 1)} if all(seconds) else {}),
+    }
+    save_weights(ensemble, out, metadata)
+    calibrate_weights(out, module.valid, module.class_prior())
+    load_model(out)  # what was written loads
+    return out

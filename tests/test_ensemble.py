@@ -1,0 +1,118 @@
+"""Ensembles: the network averages its members' log-probabilities over each face and its mirror
+image; `ferkit ensemble` joins trained runs into one calibrated weights folder that every backend runs."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ferkit
+from ferkit.cli import main
+from ferkit.errors import ConfigError
+from ferkit.explain import gradcam
+from ferkit.inference.bundled import bundled_weights
+from ferkit.inference.checkpoint import load_model
+from ferkit.inference.classifier import FaceClassifier
+from ferkit.models import count_parameters, create_model, list_models
+from ferkit.models.ensemble import Ensemble, member_spec
+
+SMALL = member_spec("fernet", {"widths": [8, 8, 16, 16], "depths": [1, 1, 1]})
+OTHER = member_spec("fernet", {"widths": [8, 16, 16, 24], "depths": [0, 1, 1]})
+
+
+def _ensemble(mirror: bool = True) -> Ensemble:
+    torch.manual_seed(0)
+    model = create_model("ensemble", members=[SMALL, OTHER], mirror=mirror).eval()
+    assert isinstance(model, Ensemble)
+    return model
+
+
+def test_the_output_is_the_members_mean_log_probability_over_the_face_and_its_mirror():
+    model, x = _ensemble(), torch.randn(5, 1, 48, 48)
+    with torch.no_grad():
+        expected = torch.stack([
+            (F.log_softmax(m(x), dim=1) + F.log_softmax(m(x.flip(-1)), dim=1)) / 2 for m in model.members
+        ]).mean(dim=0)
+        out = model(x)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(model(x.flip(-1)), out, rtol=0, atol=1e-5)  # mirror-invariant by construction
+        plain = _ensemble(mirror=False)(x)
+        assert not torch.allclose(plain, out, atol=1e-3)
+        torch.testing.assert_close(plain, torch.stack([F.log_softmax(m(x), 1) for m in model.members]).mean(0),
+                                   rtol=0, atol=1e-5)
+
+
+def test_members_are_checked():
+    with pytest.raises(ConfigError, match="at least one member"):
+        create_model("ensemble")
+    with pytest.raises(ConfigError, match="cannot itself be an ensemble"):
+        create_model("ensemble", members=[member_spec("ensemble", {"members": [SMALL]})])
+    with pytest.raises(ConfigError, match="an ensemble member is"):
+        create_model("ensemble", members=["fernet"])
+    assert "ensemble" not in list_models()  # not an architecture to train or list
+
+
+def test_gradcam_explains_the_ensembles_decision_on_its_first_members_layer():
+    model, x = _ensemble(), torch.randn(2, 1, 48, 48)
+    with torch.no_grad():
+        predicted = model(x).argmax(dim=1)
+    maps = gradcam(model, x)
+    assert maps.shape == (2, 48, 48) and 0 <= maps.min() and maps.max() <= 1
+    np.testing.assert_allclose(maps, gradcam(model.members[0], x, target=predicted.tolist()), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(trained_run: Path, smoke_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ferkit.data import load_dataset
+    from ferkit.training.ensemble import build_ensemble
+
+    data = load_dataset(smoke_data, cache_dir=tmp_path_factory.mktemp("cache"), progress=False)
+    return build_ensemble([trained_run, "fast"], tmp_path_factory.mktemp("ens") / "ens", data)
+
+
+def test_an_ensemble_run_holds_its_members_and_is_calibrated(ensemble_run: Path, trained_run: Path):
+    meta = load_model(ensemble_run).metadata
+    members = [load_model(trained_run).metadata, load_model(bundled_weights("fast")).metadata]
+    assert [m["sha256"] for m in meta["members"]] == [m["sha256"] for m in members]
+    assert meta["model_kwargs"] == {"members": [member_spec(m["model"], m["model_kwargs"]) for m in members],
+                                    "mirror": True}
+    assert meta["calibration"]["fitted_on"] == "valid" and "uniform_prior" in meta
+    assert meta["parameters_total"] == sum(count_parameters(load_model(m).model).total for m in (trained_run, bundled_weights("fast")))
+
+
+def test_an_ensemble_run_computes_what_its_members_compute(ensemble_run: Path, trained_run: Path):
+    faces = np.random.default_rng(1).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+    members = [FaceClassifier.from_path(trained_run), ferkit.load("fast", backend="torch").classifier]
+
+    def log_probs(classifier: FaceClassifier, images: np.ndarray) -> np.ndarray:
+        return torch.log_softmax(torch.from_numpy(classifier.raw_logits(images)).double(), dim=1).numpy()
+
+    expected = np.mean([(log_probs(m, faces) + log_probs(m, faces[..., ::-1])) / 2 for m in members], axis=0)
+    torch_backend = FaceClassifier.from_path(ensemble_run)
+    np.testing.assert_allclose(torch_backend.raw_logits(faces), expected, atol=1e-4)
+    tta = FaceClassifier.from_path(ensemble_run, tta=True)  # TTA would only repeat the mirror inside
+    assert tta.mirrored_inside and not members[0].mirrored_inside
+    np.testing.assert_array_equal(tta.raw_logits(faces), torch_backend.raw_logits(faces))
+
+
+def test_an_ensemble_exports_to_onnx_and_runs_there_as_in_torch(ensemble_run: Path, tmp_path: Path):
+    from ferkit.inference.onnx_backend import OnnxClassifier, export_onnx
+
+    faces = np.random.default_rng(2).integers(0, 256, (7, 48, 48), dtype=np.uint8)
+    onnx = OnnxClassifier(export_onnx(ensemble_run, ensemble_run / "model.onnx"))
+    np.testing.assert_allclose(onnx.probabilities(faces), FaceClassifier.from_path(ensemble_run).probabilities(faces),
+                               atol=1e-5)
+    assert ferkit.load(ensemble_run).classifier.path == ensemble_run / "model.onnx"
+
+
+def test_the_ensemble_command_refuses_one_member_and_a_used_folder(trained_run: Path, smoke_data: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]):
+    assert main(["ensemble", str(trained_run), "--out", str(tmp_path / "one"), "--data", str(smoke_data)]) == 2
+    assert "at least two members" in capsys.readouterr().err
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    assert main(["ensemble", str(trained_run), "fast", "--out", str(tmp_path / "used"), "--data", str(smoke_data)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (tmp_path / "used" / "notes.txt").read_text() == "mine"
