@@ -33,17 +33,30 @@ fi
 running=0
 for seed in 1 2; do
     name="accurate-m$seed-e$EPOCHS"
-    [[ -f "runs/$name/weights.safetensors" && -f "runs/$name/history.json" ]] \
-        && python -c "import json,sys; sys.exit(len(json.load(open('runs/$name/history.json'))) < $EPOCHS)" && continue
+    # running: the recorded process exists, is not a zombie (exited, unreaped) and trains this run
+    state=$( [[ -f "runs/$name/pid" ]] && ps -o stat=,args= -p "$(cat "runs/$name/pid")" || true)
+    if [[ -n "$state" && "$state" != Z* && "$state" == *"--name $name"* ]]; then
+        echo "$name is training (pid $(cat "runs/$name/pid")); log: runs/$name/log"
+        running=1
+        continue
+    fi
+    # finished: the process is gone and the history has every planned epoch
+    epochs_done=$(grep -o '"epoch":' "runs/$name/history.json" 2>/dev/null | wc -l || true)
+    [[ -f "runs/$name/weights.safetensors" && "$epochs_done" -ge "$EPOCHS" ]] && continue
     mkdir -p "runs/$name"
     RESUME=()
     [[ -f "runs/$name/checkpoints/last.ckpt" ]] && RESUME=(--resume)
     # one thread each: two small networks side by side use 2 cores better than one after the other
     OMP_NUM_THREADS=1 nohup "$FERKIT" train "${RECIPE[@]}" --augment "{scale: 0.25, degrade: ${DEGRADE[$seed]}}" \
         --seed "$seed" --name "$name" "${RESUME[@]}" >> "runs/$name/log" 2>&1 &
+    echo $! > "runs/$name/pid"
     echo "training $name in the background (pid $!${RESUME:+, resumed}); log: runs/$name/log"
     running=1
 done
-if [[ "$running" == "0" && ! -d runs/accurate-ens3 ]]; then
-    "$FERKIT" ensemble "runs/accurate-m1-e$EPOCHS" "runs/accurate-m2-e$EPOCHS" fast --out runs/accurate-ens3 --data "$DATA"
+if [[ "$running" == "0" ]]; then
+    if [[ -d runs/accurate-ens3 ]]; then
+        echo "runs/accurate-ens3 is built"
+    else
+        "$FERKIT" ensemble "runs/accurate-m1-e$EPOCHS" "runs/accurate-m2-e$EPOCHS" fast --out runs/accurate-ens3 --data "$DATA"
+    fi
 fi

@@ -116,3 +116,36 @@ def test_the_ensemble_command_refuses_one_member_and_a_used_folder(trained_run: 
     assert main(["ensemble", str(trained_run), "fast", "--out", str(tmp_path / "used"), "--data", str(smoke_data)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "used" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_with_fast(smoke_data: Path, tmp_path: Path):
+    """scripts/train_accurate.sh with 1 planned epoch: the first call starts both members in the
+    background, a call while they train starts nothing, the call after they finish builds the
+    ensemble (two members and the bundled fast), and a further call leaves it alone."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "train_accurate.sh"
+    env = {**os.environ, "EPOCHS": "1", "FERKIT": str(Path(sys.executable).parent / "ferkit")}
+
+    def call() -> str:
+        return subprocess.run(["bash", str(script), str(smoke_data)], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, check=True, timeout=600).stdout
+
+    assert call().count("in the background") == 2
+    assert call().count("is training") == 2
+    for seed in (1, 2):
+        pid = int((tmp_path / "runs" / f"accurate-m{seed}-e1" / "pid").read_text())
+        while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
+            time.sleep(1)
+    out = call()
+    assert "ensemble of 3 models" in out, out
+    meta = load_model(tmp_path / "runs" / "accurate-ens3").metadata
+    assert [m["run"] for m in meta["members"]][:2] == ["accurate-m1-e1", "accurate-m2-e1"]
+    assert meta["members"][2]["sha256"] == load_model(bundled_weights("fast")).metadata["sha256"]
+    degrade = [m["training"]["augment"]["degrade"] for m in meta["members"][:2]]
+    assert degrade == [0.5, 0.75] and [m["training"]["seed"] for m in meta["members"][:2]] == [1, 2]
+    assert "is built" in call()
