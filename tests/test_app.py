@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("streamlit", reason="the web app needs streamlit (pip install ferkit[app])")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parent.parent / "src" / "ferkit" / "app" / "main.py"
 DATA = Path(__file__).parent / "data"
@@ -210,7 +210,7 @@ def test_faces_are_numbered_left_to_right(app: AppTest, trained_run: Path):
     app.file_uploader[0].set_value(("group.jpg", (DATA / "bbt3.jpg").read_bytes(), "image/jpeg")).run()
     assert not app.exception
     results = ferkit.load(trained_run).analyze(str(DATA / "bbt3.jpg"))  # largest first
-    def lines(ordered):  # noqa: ANN001, ANN202
+    def lines(ordered):
         return [f"**Face {i + 1}: {r.emotion}** ({r.confidence:.0%})" for i, r in enumerate(ordered)]
     left_to_right = sorted(results, key=lambda r: r.box[0] + r.box[2] / 2)
     assert [r.box for r in left_to_right] != [r.box for r in results]  # the two orders differ on this photo

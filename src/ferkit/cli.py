@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -19,6 +19,9 @@ from ferkit.detection import DEFAULT_DETECTOR, DETECTOR_NAMES, DetectorOptions
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.extras import MissingExtraError, extra_for, require
 from ferkit.inference.base import PRIORS
+
+if TYPE_CHECKING:
+    from ferkit.inference.recognizer import Recognizer
 
 logger = logging.getLogger("ferkit")
 DETECTION_DEFAULTS = DetectorOptions()
@@ -79,8 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     run_dir = fit(config, resume=args.resume)
-    if rank_zero_only.rank == 0:
-        print(f"run folder: {run_dir}")
+    rank_zero_only(print)(f"run folder: {run_dir}")  # once, not once per process
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -130,7 +132,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
         raise FerkitError(f"{failures} of {len(args.images)} images could not be read")
 
 
-def _recognizer(args: argparse.Namespace):  # noqa: ANN202
+def _recognizer(args: argparse.Namespace) -> Recognizer:
     from ferkit.detection import DetectorOptions
     from ferkit.inference.recognizer import load
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,7 @@ def weights_name(weights: str | Path) -> str:
     return path.name if path.is_dir() else (path.parent.name if path.stem == "weights" else path.stem)
 
 
-def run_evaluation(weights: list[str | Path], data: FaceData, out: str | Path, options: EvalOptions) -> Path:
+def run_evaluation(weights: Sequence[str | Path], data: FaceData, out: str | Path, options: EvalOptions) -> Path:
     """Evaluate one or several weights on the same data; returns the path of report.md."""
     from ferkit.evaluation.report import write_report
 

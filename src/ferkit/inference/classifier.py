@@ -62,4 +62,5 @@ def _inference_copy(model: torch.nn.Module) -> torch.nn.Module:
         fast = fuse(model)
     except (torch.fx.proxy.TraceError, NotImplementedError, RuntimeError, TypeError):
         return model  # an architecture FX cannot trace runs as it is
-    return fast.to(memory_format=torch.channels_last).eval()
+    # torch's type hints omit Module.to's memory_format keyword, which it documents and accepts
+    return fast.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]

@@ -164,7 +164,10 @@ class Recognizer:
 
 
 def _scaled(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
-    return box if scale == 1.0 else tuple(round(v * scale) for v in box)  # type: ignore[return-value]
+    if scale == 1.0:
+        return box
+    x, y, w, h = box
+    return round(x * scale), round(y * scale), round(w * scale), round(h * scale)
 
 
 def load(
