@@ -19,6 +19,7 @@ from ferkit.detection import DEFAULT_DETECTOR, DETECTOR_NAMES, DetectorOptions
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.extras import MissingExtraError, extra_for, require
 from ferkit.inference.base import PRIORS
+from ferkit.inference.bundled import PRECISIONS
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ferkit")
 DETECTION_DEFAULTS = DetectorOptions()
 MODEL_HELP = "bundled model (fast, accurate) or a run folder, .safetensors or .onnx file (default: fast)"
+BACKENDS = ("auto", "torch", "onnx")
+BACKEND_HELP = "auto: ONNX Runtime where the model has an ONNX file (the bundled models), torch otherwise"
+PRECISION_HELP = ("with ONNX Runtime: fp32, int8, or auto: the precision ferkit.load() runs (int8 for the bundled "
+                  "fast model, fp32 for other models)")
 PRIOR_HELP = ("class prior: train (faces as frequent as in FER+, mostly neutral and happy) or uniform "
               "(every emotion equally likely: posed or elicited expressions)")
 
@@ -92,7 +97,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     weights = [resolve_model(m) for m in args.model or [None]]
     options = EvalOptions(split=args.split, tta=args.tta == "hflip", min_confidence=args.min_confidence,
-                          robustness=args.robustness, gradcam=args.gradcam, prior=args.prior)
+                          robustness=args.robustness, gradcam=args.gradcam, prior=args.prior, backend=args.backend,
+                          precision=args.precision)
     data = load_dataset(args.data, args.votes)
     report = run_evaluation(weights, data, args.out, options)
     print(f"report: {report}")
@@ -145,7 +151,7 @@ def _recognizer(args: argparse.Namespace) -> Recognizer:
 def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
     parser.add_argument("--prior", default="train", choices=PRIORS, help=PRIOR_HELP)
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTOR_NAMES)
     parser.add_argument("--min-face", type=int, default=DETECTION_DEFAULTS.min_size, help="smallest face side in pixels")
     parser.add_argument("--score-threshold", type=float, default=DETECTION_DEFAULTS.score_threshold,
@@ -358,8 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="metrics, plots and a report for trained weights")
     evaluate.add_argument("--model", "--weights", dest="model", action="append",
-                          help="bundled model (fast, accurate), run folder or .safetensors; repeat to compare (default: fast)")
+                          help="bundled model (fast, accurate), run folder, .safetensors or .onnx file; repeat to "
+                               "compare (default: fast)")
     evaluate.add_argument("--prior", default="train", choices=PRIORS, help=PRIOR_HELP)
+    evaluate.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
+    evaluate.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS), help=PRECISION_HELP)
     evaluate.add_argument("--data", required=True, help="data set path (as for train)")
     evaluate.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))

@@ -17,6 +17,9 @@ FIGURE_TITLES = {
 }
 
 
+BACKEND_NAMES = {"torch": "PyTorch", "onnx": "ONNX Runtime"}
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
@@ -32,7 +35,8 @@ def model_section(name: str, metrics: dict[str, Any], report: str, prefix: str =
     lines = [
         f"## {name}",
         "",
-        f"Weights `{metrics['weights']}` (sha256 `{str(metrics['weights_sha256'])[:16]}...`), model `{metrics['model']}`, "
+        f"Weights `{metrics['weights']}` (sha256 `{str(metrics['weights_sha256'])[:16]}...`, run by "
+        f"{BACKEND_NAMES.get(metrics['backend'], metrics['backend'])} in {metrics['precision']}), model `{metrics['model']}`, "
         f"{metrics['parameters']:,} parameters, {metrics['macs_per_face']:,} MACs per face.",
         f"Split `{metrics['split']}` of `{metrics['data_source']}`, {metrics['images']:,} faces, protocol: {metrics['protocol']}, "
         f"test-time augmentation: {metrics['tta']}.",
