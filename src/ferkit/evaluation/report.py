@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ferkit.inference.base import BACKEND_NAMES
+
 FIGURE_TITLES = {
     "history": "Training curves",
     "confusion_matrix": "Confusion matrix",
@@ -15,9 +17,6 @@ FIGURE_TITLES = {
     "gradcam_average": "Class-average Grad-CAM",
     "gradcam_examples": "Grad-CAM examples (green: right, red: wrong)",
 }
-
-
-BACKEND_NAMES = {"torch": "PyTorch", "onnx": "ONNX Runtime"}
 
 
 def _pct(value: float | None) -> str:

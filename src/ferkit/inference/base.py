@@ -23,6 +23,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+#: Each backend's name for people, by its name in ``ferkit.load(backend=...)``.
+BACKEND_NAMES = {"torch": "PyTorch", "onnx": "ONNX Runtime"}
 PRIORS = ("train", "uniform")
 UNIFORM_PRIOR_KEY = "uniform_prior"
 
