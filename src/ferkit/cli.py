@@ -20,12 +20,14 @@ from ferkit.errors import ConfigError, FerkitError
 from ferkit.extras import MissingExtraError, extra_for, require
 from ferkit.inference.base import PRIORS
 from ferkit.inference.bundled import PRECISIONS
+from ferkit.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
     from ferkit.inference.recognizer import Recognizer
 
 logger = logging.getLogger("ferkit")
 DETECTION_DEFAULTS = DetectorOptions()
+SERVE_DEFAULTS = ServeSettings()
 MODEL_HELP = "bundled model (fast, accurate) or a run folder, .safetensors or .onnx file (default: fast)"
 BACKENDS = ("auto", "torch", "onnx")
 BACKEND_HELP = "auto: ONNX Runtime where the model has an ONNX file (the bundled models), torch otherwise"
@@ -228,7 +230,6 @@ def _cmd_app(args: argparse.Namespace) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     from ferkit.serve.server import run
-    from ferkit.serve.settings import ServeSettings
 
     settings = ServeSettings.from_env(
         model=args.model, prior=args.prior, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
@@ -456,18 +457,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="processes on this machine (each loads its models)")
+    # No argparse defaults: an option not given leaves its FERKIT_SERVE_* variable, else ServeSettings' default.
+    defaults = SERVE_DEFAULTS
     serve.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
-    serve.add_argument("--prior", choices=PRIORS, help=PRIOR_HELP)
-    serve.add_argument("--max-upload-mb", type=float, help="largest request body (default 50)")
-    serve.add_argument("--max-pixels", type=int, help="largest image in pixels (default 25,000,000)")
-    serve.add_argument("--max-batch-images", type=int, help="most images per /v1/analyze/batch request (default 16)")
-    serve.add_argument("--queue-size", type=int, help="most requests in progress; more get 503 (default 64)")
-    serve.add_argument("--timeout", type=float, help="seconds before an unanswered request gets 503 (default 30)")
+    serve.add_argument("--prior", choices=PRIORS, help=f"{PRIOR_HELP} (default: {defaults.prior})")
+    serve.add_argument("--max-upload-mb", type=float, help=f"largest request body (default {defaults.max_upload_mb:g})")
+    serve.add_argument("--max-pixels", type=int, help=f"largest image in pixels (default {defaults.max_pixels:,})")
+    serve.add_argument("--max-batch-images", type=int,
+                       help=f"most images per /v1/analyze/batch request (default {defaults.max_batch_images})")
+    serve.add_argument("--queue-size", type=int,
+                       help=f"most requests in progress; more get 503 (default {defaults.queue_size})")
+    serve.add_argument("--timeout", type=float,
+                       help=f"seconds before an unanswered request gets 503 (default {defaults.timeout_s:g})")
     serve.add_argument("--batch-wait-ms", type=float,
-                       help="wait for concurrent requests' faces to classify them together; 0: off (default 5)")
-    serve.add_argument("--max-batch-faces", type=int, help="most faces per classifier batch (default 64)")
+                       help="wait for concurrent requests' faces to classify them together; 0: off "
+                            f"(default {defaults.batch_wait_ms:g})")
+    serve.add_argument("--max-batch-faces", type=int,
+                       help=f"most faces per classifier batch (default {defaults.max_batch_faces})")
     serve.add_argument("--detect-size", type=int,
-                       help=f"longer side used for face detection (default {DETECTION_DEFAULTS.max_side})")
+                       help=f"longer side used for face detection (default {defaults.detect_size})")
     serve.add_argument("--cors-origin", action="append", help="browser origin allowed to call the API (repeat)")
     serve.add_argument("--ray", action="store_true", help="deploy on Ray Serve (pip install 'ferkit[ray]')")
     serve.add_argument("--address", help="with --ray: the Ray cluster (default $RAY_ADDRESS, else a local Ray)")
