@@ -23,9 +23,10 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -m "slow or not slow"
 
-# ruff's rules are in pyproject.toml ([tool.ruff])
+# ruff's rules and mypy's settings are in pyproject.toml ([tool.ruff], [tool.mypy])
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/mypy src
 
 benchmark: setup
 	$(BIN)/python benchmarks/train_throughput.py

@@ -41,7 +41,7 @@ def balanced_accuracy(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean([(predicted[labels == k] == k).mean() for k in np.unique(labels)]))
 
 
-def report(name: str, faces: np.lib.npyio.NpzFile, probabilities, ms_per_face: float) -> None:  # noqa: ANN001
+def report(name: str, faces: np.lib.npyio.NpzFile, probabilities, ms_per_face: float) -> None:
     """Print one row: accuracy / balanced accuracy for clean and each corruption, and ms/face.
     ``probabilities(faces uint8 (N, 48, 48)) -> (N, 7)`` in SHARED order."""
     labels = faces["labels"]

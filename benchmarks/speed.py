@@ -35,7 +35,7 @@ def frames() -> dict[str, np.ndarray]:
     return {"1 face": one, "5 faces": group}
 
 
-def timed(fn, repeats: int) -> float:  # noqa: ANN001
+def timed(fn, repeats: int) -> float:
     """Median seconds per call after a warm-up."""
     for _ in range(max(3, repeats // 10)):
         fn()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("streamlit", reason="the web app needs streamlit (pip install ferkit[app])")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 APP = Path(__file__).resolve().parent.parent / "src" / "ferkit" / "app" / "main.py"
 DATA = Path(__file__).parent / "data"
@@ -110,7 +110,8 @@ def test_model_page_describes_the_selected_model_and_prior(skewed_run: Path, mon
         next(r for r in app.sidebar.radio if r.label == "Expected emotions").set_value(prior).run()
         assert app.markdown[0].value == (f"Model **{skewed_run.name}**: architecture `fernet`, labels: "
                                          f"{', '.join(EMOTIONS)}, calibration temperature {temperature:.3f}. "
-                                         f"Expected emotions: {PRIOR_LABELS[prior]}.")
+                                         f"Expected emotions: {PRIOR_LABELS[prior]}. Runs on PyTorch in fp32 "
+                                         "(`weights.safetensors`).")
     assert meta["temperature"] != meta["uniform_prior"]["temperature"]  # so the two lines above differ
     assert not app.metric  # a run without test metrics, not bundled: no figures
 
@@ -152,8 +153,55 @@ def test_model_page_shows_the_bundled_model(monkeypatch: pytest.MonkeyPatch):
     at.run()
     at.switch_page(str(APP.parent / "views" / "model.py")).run()
     assert not at.exception
-    assert [m.label for m in at.metric] == ["Test accuracy (FER+)", "Balanced accuracy", "ECE"]
+    assert [m.label for m in at.metric][:3] == ["Test accuracy (FER+)", "Balanced accuracy", "ECE"]
     assert len(at.get("image")) >= 4  # confusion matrix, ROC, calibration, Grad-CAM from reports/
+
+
+def test_model_page_shows_the_int8_scores_of_what_runs(monkeypatch: pytest.MonkeyPatch):
+    import json
+
+    from ferkit.app.reports import SOURCE_ROOT
+    from ferkit.inference.bundled import bundled_models
+
+    if "fast" not in bundled_models():
+        pytest.skip("this checkout has no bundled fast model")
+    onnx = json.loads((SOURCE_ROOT / "reports" / "fast" / "onnx.json").read_text())["int8"]
+    monkeypatch.delenv("FERKIT_WEIGHTS", raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.switch_page(str(APP.parent / "views" / "model.py")).run()
+    for prior, scores in (("train", onnx["clean"]), ("uniform", onnx["uniform"]["clean"])):
+        next(r for r in at.sidebar.radio if r.label == "Expected emotions").set_value(prior).run()
+        assert not at.exception
+        assert "Runs on ONNX Runtime in int8 (`model.int8.onnx`)." in at.markdown[0].value
+        shown = {m.label: m.value for m in at.metric}
+        assert shown["Test accuracy (FER+), int8"] == f"{100 * scores['accuracy']:.2f}%"
+        assert shown["Balanced accuracy, int8"] == f"{100 * scores['balanced_accuracy']:.2f}%"
+    assert any(s.value == "FER+ test split, torch weights" for s in at.subheader)
+
+
+def test_model_page_of_an_installed_package_without_the_repositorys_reports(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    import json
+
+    import ferkit.app.reports
+    from ferkit.inference.bundled import bundled_dir, bundled_models
+
+    if "fast" not in bundled_models():
+        pytest.skip("this checkout has no bundled fast model")
+    monkeypatch.setattr(ferkit.app.reports, "SOURCE_ROOT", tmp_path / "site-packages")  # no reports/ beside it
+    monkeypatch.delenv("FERKIT_WEIGHTS", raising=False)
+    test = json.loads((bundled_dir("fast") / "model.json").read_text())["test_metrics"]
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    at.switch_page(str(APP.parent / "views" / "model.py")).run()
+    assert not at.exception and not at.error and not at.get("image") and not at.expander
+    assert [(m.label, m.value) for m in at.metric] == [("Test accuracy (FER+)", f"{100 * test['accuracy']:.2f}%"),
+                                                       ("Balanced accuracy", f"{100 * test['balanced_accuracy']:.2f}%"),
+                                                       ("ECE", f"{test['ece']:.3f}")]  # from model.json in the package
+    assert any("onnx.json" in c.value for c in at.caption)
+    assert [i.value for i in at.info] == ["The evaluation plots are not part of this install; "
+                                          "see reports/ in the source repository."]
 
 
 def test_sidebar_offers_the_models_and_the_prior(skewed_run: Path, monkeypatch: pytest.MonkeyPatch):
@@ -210,7 +258,7 @@ def test_faces_are_numbered_left_to_right(app: AppTest, trained_run: Path):
     app.file_uploader[0].set_value(("group.jpg", (DATA / "bbt3.jpg").read_bytes(), "image/jpeg")).run()
     assert not app.exception
     results = ferkit.load(trained_run).analyze(str(DATA / "bbt3.jpg"))  # largest first
-    def lines(ordered):  # noqa: ANN001, ANN202
+    def lines(ordered):
         return [f"**Face {i + 1}: {r.emotion}** ({r.confidence:.0%})" for i, r in enumerate(ordered)]
     left_to_right = sorted(results, key=lambda r: r.box[0] + r.box[2] / 2)
     assert [r.box for r in left_to_right] != [r.box for r in results]  # the two orders differ on this photo
@@ -276,8 +324,8 @@ def test_model_page_shows_the_selected_priors_figures(monkeypatch: pytest.Monkey
         next(r for r in at.sidebar.radio if r.label == "Expected emotions").set_value(prior).run()
         assert not at.exception
         test = meta[key]
-        assert [m.value for m in at.metric] == [f"{100 * test['accuracy']:.2f}%",
-                                                f"{100 * test['balanced_accuracy']:.2f}%", f"{test['ece']:.3f}"]
+        assert [m.value for m in at.metric][:3] == [f"{100 * test['accuracy']:.2f}%",
+                                                    f"{100 * test['balanced_accuracy']:.2f}%", f"{test['ece']:.3f}"]
         plots = len(at.get("image"))
         assert (plots >= 4) == (prior == "train")  # the report's plots were drawn with the train prior
     model = next(s for s in at.sidebar.selectbox if s.label == "Model")

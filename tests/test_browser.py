@@ -55,7 +55,7 @@ def write_y4m(path: Path, image: Path, frames: int = 30) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(trained_run: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def server(trained_run: Path, tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     ferkit = Path(sys.executable).parent / "ferkit"
@@ -80,7 +80,7 @@ def server(trained_run: Path, tmp_path_factory: pytest.TempPathFactory):  # noqa
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def browser(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("chromium")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -96,11 +96,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     driver.quit()
 
 
-def wait_for_text(driver, text: str, seconds: float) -> None:  # noqa: ANN001
+def wait_for_text(driver, text: str, seconds: float) -> None:
     WebDriverWait(driver, seconds, poll_frequency=0.5).until(lambda d: text in d.find_element(By.TAG_NAME, "body").text)
 
 
-def test_the_first_visitor_gets_no_developer_menu(server: str, browser) -> None:  # noqa: ANN001
+def test_the_first_visitor_gets_no_developer_menu(server: str, browser) -> None:
     """The first test to open the page: the first visitor since the server started."""
     browser.get(server)
     wait_for_text(browser, "Emotions in a photo", 60)
@@ -110,14 +110,14 @@ def test_the_first_visitor_gets_no_developer_menu(server: str, browser) -> None:
     assert "Deploy" not in browser.find_element(By.TAG_NAME, "body").text
 
 
-def test_the_photo_page_opens_at_slash_photo_too(server: str, browser) -> None:  # noqa: ANN001
+def test_the_photo_page_opens_at_slash_photo_too(server: str, browser) -> None:
     browser.get(f"{server}/photo")
     wait_for_text(browser, "Emotions in a photo", 60)
     time.sleep(1)
     assert "Page not found" not in browser.find_element(By.TAG_NAME, "body").text
 
 
-def test_snapshot_tab_shows_the_annotated_snapshot(server: str, browser) -> None:  # noqa: ANN001
+def test_snapshot_tab_shows_the_annotated_snapshot(server: str, browser) -> None:
     browser.get(f"{server}/webcam")
     wait_for_text(browser, "Snapshot", 60)
     browser.find_element(By.XPATH, "//*[@role='tab'][normalize-space()='Snapshot']").click()
@@ -131,7 +131,7 @@ def test_snapshot_tab_shows_the_annotated_snapshot(server: str, browser) -> None
     assert "1 face(s), numbered left to right" in body and "Face 2:" not in body
 
 
-def test_photo_page_upload(server: str, browser) -> None:  # noqa: ANN001
+def test_photo_page_upload(server: str, browser) -> None:
     browser.get(server)
     WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=file]"))
     browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(DATA / "bbt3.jpg"))
@@ -142,11 +142,11 @@ def test_photo_page_upload(server: str, browser) -> None:  # noqa: ANN001
     assert "Face 1:" in body and "Results (JSON)" in body
 
 
-def _buttons(driver, label: str) -> list:  # noqa: ANN001
+def _buttons(driver, label: str) -> list:
     return [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.strip() == label]
 
 
-def test_live_page_shows_a_face_from_the_fake_camera(server: str, browser) -> None:  # noqa: ANN001
+def test_live_page_shows_a_face_from_the_fake_camera(server: str, browser) -> None:
     browser.get(f"{server}/webcam")
     WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe"))
     body = lambda d: d.find_element(By.TAG_NAME, "body").text  # noqa: E731

@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 
 from ferkit.cli import main
+from ferkit.detection import DetectorOptions
+from ferkit.inference.bundled import DEFAULT_MODEL
 
 
 def test_models_lists_names_parameters_and_macs(capsys: pytest.CaptureFixture[str]):
@@ -27,3 +29,24 @@ def test_errors_are_one_line_messages_not_tracebacks(tmp_path: Path, capsys: pyt
     assert err.startswith("ferkit: error:") and "no such file or folder" in err and "Traceback" not in err
     assert main(["train"]) == 2
     assert "no data set given" in capsys.readouterr().err
+
+
+
+def test_serve_options_show_serve_settings_defaults_and_leave_them_to_it():
+    """Every `ferkit serve` setting option defaults to None (its FERKIT_SERVE_* variable, else the
+    ServeSettings field default applies) and its help states that field default."""
+    import argparse
+
+    from ferkit.cli import build_parser
+    from ferkit.serve.settings import ServeSettings
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = {a.dest: a for a in commands.choices["serve"]._actions}
+    d = ServeSettings()
+    shown = {"max_upload_mb": f"{d.max_upload_mb:g}", "max_pixels": f"{d.max_pixels:,}", "timeout": f"{d.timeout_s:g}",
+             "max_batch_images": d.max_batch_images, "queue_size": d.queue_size, "batch_wait_ms": f"{d.batch_wait_ms:g}",
+             "max_batch_faces": d.max_batch_faces, "detect_size": d.detect_size, "prior": d.prior}
+    for dest, text in shown.items():
+        assert options[dest].default is None
+        assert f"default {text})" in options[dest].help.replace("default: ", "default "), dest
+    assert d.detect_size == DetectorOptions().max_side and d.model == DEFAULT_MODEL  # one definition each

@@ -6,11 +6,14 @@ import pytest
 import torch
 from conftest import write_ferplus
 
+import ferkit
 from ferkit.cli import main
 from ferkit.data import load_dataset
 from ferkit.errors import DataError, FerkitError
 from ferkit.evaluation.evaluate import EvalOptions, evaluate_weights, run_evaluation
 from ferkit.evaluation.robustness import CAMERA_CORRUPTIONS
+from ferkit.inference.base import Classifier
+from ferkit.inference.bundled import ONNX_FILES, bundled_weights
 from ferkit.inference.checkpoint import load_model
 
 ALL_FILES = {"metrics.json", "classification_report.txt", "confusion_matrix.png", "roc.png", "reliability.png",
@@ -142,3 +145,67 @@ def test_calibrate_command_stores_bias_and_temperature(trained_run: Path, smoke_
     clf = FaceClassifier.from_path(run)
     faces = np.zeros((2, 48, 48), np.uint8)
     np.testing.assert_allclose(clf.logits(faces), clf.raw_logits(faces) + np.array(meta["logit_bias"]), rtol=1e-6)
+
+
+def _direct_scores(classifier: Classifier, data: Path) -> tuple[float, float]:
+    """Accuracy and log loss of ``classifier`` on the test split of ``data``, computed here."""
+    from ferkit.data import apply_protocol
+
+    test = apply_protocol(load_dataset(data).split("test"), "majority", 8)
+    probs = classifier.probabilities(test.images).astype(np.float64)
+    accuracy = float((probs.argmax(axis=1) == test.labels).mean())
+    return accuracy, float(-np.log(np.clip(probs[np.arange(len(test)), test.labels], 1e-12, 1)).mean())
+
+
+@pytest.fixture()
+def labelled_faces(tmp_path: Path) -> Path:
+    return write_ferplus(tmp_path / "faces", {"test": 32}, seed=5)
+
+
+def test_evaluate_scores_the_int8_file_that_load_runs_for_fast(labelled_faces: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]):
+    from ferkit.inference.onnx_backend import OnnxClassifier
+
+    int8 = bundled_weights("fast") / ONNX_FILES["int8"]
+    assert ferkit.load("fast").classifier.weights_file == int8  # what evaluation must score by default
+    out = tmp_path / "default"
+    code = main(["evaluate", "--model", "fast", "--data", str(labelled_faces), "--out", str(out), "--gradcam"])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert Path(metrics["weights"]) == int8 and metrics["backend"] == "onnx" and metrics["precision"] == "int8"
+    assert metrics["weights_sha256"] == load_model(bundled_weights("fast")).metadata["onnx_sha256"][int8.name]
+    accuracy, log_loss = _direct_scores(OnnxClassifier(int8), labelled_faces)
+    assert metrics["accuracy"] == pytest.approx(accuracy) and metrics["log_loss"] == pytest.approx(log_loss, rel=1e-5)
+    assert {"gradcam_class_average.png", "gradcam_examples.png"} <= {p.name for p in out.iterdir()}  # its torch twin
+    assert "run by ONNX Runtime in int8" in (out / "report.md").read_text()
+
+
+def test_evaluate_backend_torch_scores_the_torch_model(labelled_faces: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]):
+    from ferkit.inference.classifier import FaceClassifier
+
+    folder = bundled_weights("fast")
+    out = tmp_path / "torch"
+    assert main(["evaluate", "--model", "fast", "--backend", "torch", "--data", str(labelled_faces),
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert Path(metrics["weights"]).name == "weights.safetensors" and metrics["backend"] == "torch"
+    accuracy, log_loss = _direct_scores(FaceClassifier.from_path(folder), labelled_faces)
+    assert metrics["accuracy"] == pytest.approx(accuracy) and metrics["log_loss"] == pytest.approx(log_loss, rel=1e-5)
+    int8 = evaluate_weights(folder, load_dataset(labelled_faces), tmp_path / "int8", EvalOptions(backend="auto"))
+    assert int8["log_loss"] != pytest.approx(metrics["log_loss"], rel=1e-6)  # the two backends really differ
+    # the Python function keeps scoring the torch model unless told otherwise (scripts/ship_model.py)
+    assert evaluate_weights(folder, load_dataset(labelled_faces), tmp_path / "py", EvalOptions())["backend"] == "torch"
+    assert main(["evaluate", "--backend", "torch", "--precision", "int8", "--data", str(labelled_faces),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "is for the onnx backend" in capsys.readouterr().err
+
+
+def test_gradcam_of_a_bare_onnx_file_fails_before_scoring(labelled_faces: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]):
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes((bundled_weights("fast") / ONNX_FILES["fp32"]).read_bytes())
+    assert main(["evaluate", "--model", str(bare), "--data", str(labelled_faces), "--out", str(tmp_path / "e"),
+                 "--gradcam"]) == 2
+    assert "Grad-CAM needs the torch model" in capsys.readouterr().err
+    assert not (tmp_path / "e" / "metrics.json").exists()

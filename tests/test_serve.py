@@ -366,7 +366,7 @@ def test_an_unexpected_error_is_a_500_with_the_request_id(caplog: pytest.LogCapt
     from ferkit.serve.gate import Gate
     from ferkit.serve.metrics import Metrics
 
-    async def broken(scope, receive, send) -> None:  # noqa: ANN001
+    async def broken(scope, receive, send) -> None:
         raise MemoryError("the app ran out of memory")
 
     async def call() -> httpx.Response:

@@ -177,7 +177,7 @@ def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_on
         })
 
     class KillInEpoch2(L.Callback):
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if trainer.current_epoch == 2 and batch_idx == 2:
                 raise _Interrupt
 
@@ -204,7 +204,7 @@ def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_on
     assert [r["train_loss"] for r in history[1]] == [r["train_loss"] for r in history[0]]
 
 
-def _with(trainer, callback):  # noqa: ANN001, ANN202
+def _with(trainer, callback):
     trainer.callbacks.insert(0, callback)
     return trainer
 
@@ -219,7 +219,7 @@ def test_distillation_loss_mixes_labels_and_the_softened_teacher():
     target = torch.tensor([0])
     t = 2.0
 
-    def softmax(v):  # noqa: ANN001, ANN202
+    def softmax(v):
         e = [math.exp(a) for a in v]
         return [a / sum(e) for a in e]
 

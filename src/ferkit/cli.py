@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -19,10 +19,20 @@ from ferkit.detection import DEFAULT_DETECTOR, DETECTOR_NAMES, DetectorOptions
 from ferkit.errors import ConfigError, FerkitError
 from ferkit.extras import MissingExtraError, extra_for, require
 from ferkit.inference.base import PRIORS
+from ferkit.inference.bundled import PRECISIONS
+from ferkit.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from ferkit.inference.recognizer import Recognizer
 
 logger = logging.getLogger("ferkit")
 DETECTION_DEFAULTS = DetectorOptions()
+SERVE_DEFAULTS = ServeSettings()
 MODEL_HELP = "bundled model (fast, accurate) or a run folder, .safetensors or .onnx file (default: fast)"
+BACKENDS = ("auto", "torch", "onnx")
+BACKEND_HELP = "auto: ONNX Runtime where the model has an ONNX file (the bundled models), torch otherwise"
+PRECISION_HELP = ("with ONNX Runtime: fp32, int8, or auto: the precision ferkit.load() runs (int8 for the bundled "
+                  "fast model, fp32 for other models)")
 PRIOR_HELP = ("class prior: train (faces as frequent as in FER+, mostly neutral and happy) or uniform "
               "(every emotion equally likely: posed or elicited expressions)")
 
@@ -79,8 +89,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     run_dir = fit(config, resume=args.resume)
-    if rank_zero_only.rank == 0:
-        print(f"run folder: {run_dir}")
+    rank_zero_only(print)(f"run folder: {run_dir}")  # once, not once per process
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -90,7 +99,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     weights = [resolve_model(m) for m in args.model or [None]]
     options = EvalOptions(split=args.split, tta=args.tta == "hflip", min_confidence=args.min_confidence,
-                          robustness=args.robustness, gradcam=args.gradcam, prior=args.prior)
+                          robustness=args.robustness, gradcam=args.gradcam, prior=args.prior, backend=args.backend,
+                          precision=args.precision)
     data = load_dataset(args.data, args.votes)
     report = run_evaluation(weights, data, args.out, options)
     print(f"report: {report}")
@@ -138,7 +148,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
         raise FerkitError(f"{failures} of {len(args.images)} images could not be read")
 
 
-def _recognizer(args: argparse.Namespace):  # noqa: ANN202
+def _recognizer(args: argparse.Namespace) -> Recognizer:
     from ferkit.detection import DetectorOptions
     from ferkit.inference.recognizer import load
 
@@ -151,7 +161,7 @@ def _recognizer(args: argparse.Namespace):  # noqa: ANN202
 def _add_recognizer_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
     parser.add_argument("--prior", default="train", choices=PRIORS, help=PRIOR_HELP)
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"))
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
     parser.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTOR_NAMES)
     parser.add_argument("--min-face", type=int, default=DETECTION_DEFAULTS.min_size, help="smallest face side in pixels")
     parser.add_argument("--score-threshold", type=float, default=DETECTION_DEFAULTS.score_threshold,
@@ -228,7 +238,6 @@ def _cmd_app(args: argparse.Namespace) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> None:
     from ferkit.serve.server import run
-    from ferkit.serve.settings import ServeSettings
 
     settings = ServeSettings.from_env(
         model=args.model, prior=args.prior, max_upload_mb=args.max_upload_mb, max_pixels=args.max_pixels,
@@ -364,8 +373,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="metrics, plots and a report for trained weights")
     evaluate.add_argument("--model", "--weights", dest="model", action="append",
-                          help="bundled model (fast, accurate), run folder or .safetensors; repeat to compare (default: fast)")
+                          help="bundled model (fast, accurate), run folder, .safetensors or .onnx file; repeat to "
+                               "compare (default: fast)")
     evaluate.add_argument("--prior", default="train", choices=PRIORS, help=PRIOR_HELP)
+    evaluate.add_argument("--backend", default="auto", choices=BACKENDS, help=BACKEND_HELP)
+    evaluate.add_argument("--precision", default="auto", choices=("auto", *PRECISIONS), help=PRECISION_HELP)
     evaluate.add_argument("--data", required=True, help="data set path (as for train)")
     evaluate.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
     evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
@@ -462,18 +474,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1, help="processes on this machine (each loads its models)")
+    # No argparse defaults: an option not given leaves its FERKIT_SERVE_* variable, else ServeSettings' default.
+    defaults = SERVE_DEFAULTS
     serve.add_argument("--model", "--weights", dest="model", help=MODEL_HELP)
-    serve.add_argument("--prior", choices=PRIORS, help=PRIOR_HELP)
-    serve.add_argument("--max-upload-mb", type=float, help="largest request body (default 50)")
-    serve.add_argument("--max-pixels", type=int, help="largest image in pixels (default 25,000,000)")
-    serve.add_argument("--max-batch-images", type=int, help="most images per /v1/analyze/batch request (default 16)")
-    serve.add_argument("--queue-size", type=int, help="most requests in progress; more get 503 (default 64)")
-    serve.add_argument("--timeout", type=float, help="seconds before an unanswered request gets 503 (default 30)")
+    serve.add_argument("--prior", choices=PRIORS, help=f"{PRIOR_HELP} (default: {defaults.prior})")
+    serve.add_argument("--max-upload-mb", type=float, help=f"largest request body (default {defaults.max_upload_mb:g})")
+    serve.add_argument("--max-pixels", type=int, help=f"largest image in pixels (default {defaults.max_pixels:,})")
+    serve.add_argument("--max-batch-images", type=int,
+                       help=f"most images per /v1/analyze/batch request (default {defaults.max_batch_images})")
+    serve.add_argument("--queue-size", type=int,
+                       help=f"most requests in progress; more get 503 (default {defaults.queue_size})")
+    serve.add_argument("--timeout", type=float,
+                       help=f"seconds before an unanswered request gets 503 (default {defaults.timeout_s:g})")
     serve.add_argument("--batch-wait-ms", type=float,
-                       help="wait for concurrent requests' faces to classify them together; 0: off (default 5)")
-    serve.add_argument("--max-batch-faces", type=int, help="most faces per classifier batch (default 64)")
+                       help="wait for concurrent requests' faces to classify them together; 0: off "
+                            f"(default {defaults.batch_wait_ms:g})")
+    serve.add_argument("--max-batch-faces", type=int,
+                       help=f"most faces per classifier batch (default {defaults.max_batch_faces})")
     serve.add_argument("--detect-size", type=int,
-                       help=f"longer side used for face detection (default {DETECTION_DEFAULTS.max_side})")
+                       help=f"longer side used for face detection (default {defaults.detect_size})")
     serve.add_argument("--cors-origin", action="append", help="browser origin allowed to call the API (repeat)")
     serve.add_argument("--ray", action="store_true", help="deploy on Ray Serve (pip install 'ferkit[ray]')")
     serve.add_argument("--address", help="with --ray: the Ray cluster (default $RAY_ADDRESS, else a local Ray)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -32,7 +32,13 @@ class Preprocessing:
             raise InputShapeError(f"expected gray faces of shape (N, H, W), got {faces.shape}")
         return self.normalize(faces[:, None].astype(np.float32) / np.float32(255.0)).astype(np.float32)
 
-    def normalize(self, faces: "np.ndarray | torch.Tensor") -> "np.ndarray | torch.Tensor":
+    @overload
+    def normalize(self, faces: np.ndarray) -> np.ndarray: ...
+
+    @overload
+    def normalize(self, faces: torch.Tensor) -> torch.Tensor: ...
+
+    def normalize(self, faces: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Standardise float faces in [0, 1] of shape (N, 1, H, W): the one formula that training
         (torch tensors) and inference (NumPy arrays, ONNX Runtime) share."""
         return (faces - self.mean) / self.std
@@ -54,5 +60,5 @@ class Preprocessing:
         return {"color": "gray", **asdict(self)}
 
     @classmethod
-    def from_dict(cls, values: dict[str, object]) -> "Preprocessing":
-        return cls(size=int(values["size"]), mean=float(values["mean"]), std=float(values["std"]))  # type: ignore[arg-type]
+    def from_dict(cls, values: dict[str, Any]) -> Preprocessing:
+        return cls(size=int(values["size"]), mean=float(values["mean"]), std=float(values["std"]))

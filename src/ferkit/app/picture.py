@@ -13,13 +13,14 @@ from PIL import Image
 
 from ferkit.app.charts import probability_chart
 from ferkit.app.limits import MAX_FACES_SHOWN, MAX_IMAGE_MB
-from ferkit.app.settings import recognizer
+from ferkit.app.settings import Settings, recognizer
 from ferkit.errors import FerkitError
 from ferkit.extras import MissingExtraError, require
 from ferkit.inference.annotate import annotate
 
 
-def png_bytes(rgb) -> bytes:  # noqa: ANN001
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An RGB uint8 image (H, W, 3) as PNG bytes."""
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, "PNG")
     return buffer.getvalue()
@@ -42,7 +43,7 @@ def gradcam_legend() -> None:
              caption="Grad-CAM: blue, little influence on the predicted emotion; red, the most")
 
 
-def show_image(index: int, name: str, data: bytes, settings) -> None:  # noqa: ANN001
+def show_image(index: int, name: str, data: bytes, settings: Settings) -> None:
     """One image's results; ``index`` (its position on the page) keys its widgets, so that two
     images of the same name never collide. Faces are numbered on the image and listed left to right."""
     st.subheader(name)

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,15 @@ MODEL_HELP = {"fast": "fast: the default, under 2 ms per face", "accurate": "acc
 
 @dataclass(frozen=True)
 class Settings:
+    """One session's choices; the defaults are what a setting is when its page does not show it."""
+
     model: str
     prior: str
-    detector: str
-    min_face: int
-    min_confidence: float
-    smoothing: float
-    gradcam: bool
+    detector: str = DETECTOR_NAMES[0]
+    min_face: int = 20
+    min_confidence: float = 0.0
+    smoothing: float = 0.6
+    gradcam: bool = False
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=MODEL_CACHE_ENTRIES)
@@ -69,29 +71,27 @@ def ice_servers() -> list[dict[str, object]]:
     return servers
 
 
-#: What a setting is when its page does not show it.
-DEFAULTS = {"detector": DETECTOR_NAMES[0], "min_face": 20, "min_confidence": 0.0, "smoothing": 0.6, "gradcam": False}
-
-
 def sidebar(detection: bool = True, smoothing: bool = False, gradcam: bool = False) -> Settings:
     """Draw the sidebar with the settings this page uses (model and prior always; face detection,
     video smoothing, Grad-CAM where asked) and return them all, the others at their defaults."""
     bar = st.sidebar
     bar.header("Settings")
-    chosen = dict(DEFAULTS, model=model_choice(bar), prior=prior_choice(bar))
+    defaults = chosen = Settings(model=model_choice(bar), prior=prior_choice(bar))
     if detection:
-        chosen["detector"] = bar.selectbox("Face detector", DETECTOR_NAMES,
-                                           help="yunet: CNN with landmarks; haar: OpenCV cascade")
-        chosen["min_face"] = bar.slider("Minimum face size (px)", 10, 200, DEFAULTS["min_face"])
-        chosen["min_confidence"] = bar.slider("Confidence threshold", 0.0, 0.9, DEFAULTS["min_confidence"], 0.05,
-                                              help="below it a face is shown as 'uncertain'")
+        chosen = replace(
+            chosen,
+            detector=bar.selectbox("Face detector", DETECTOR_NAMES, help="yunet: CNN with landmarks; haar: OpenCV cascade"),
+            min_face=bar.slider("Minimum face size (px)", 10, 200, defaults.min_face),
+            min_confidence=bar.slider("Confidence threshold", 0.0, 0.9, defaults.min_confidence, 0.05,
+                                      help="below it a face is shown as 'uncertain'"),
+        )
     if smoothing:
-        chosen["smoothing"] = bar.slider("Video smoothing", 0.0, 0.95, DEFAULTS["smoothing"], 0.05,
-                                         help="weight of the past in each face's moving average")
+        chosen = replace(chosen, smoothing=bar.slider("Video smoothing", 0.0, 0.95, defaults.smoothing, 0.05,
+                                                      help="weight of the past in each face's moving average"))
     if gradcam:
-        chosen["gradcam"] = bar.toggle("Grad-CAM heatmaps", value=DEFAULTS["gradcam"],
-                                       help="colour each face by how much each part drove the predicted emotion")
-    return Settings(**chosen)
+        chosen = replace(chosen, gradcam=bar.toggle("Grad-CAM heatmaps", value=defaults.gradcam,
+                                                    help="colour each face by how much each part drove the predicted emotion"))
+    return chosen
 
 
 def model_choice(bar: Any) -> str:

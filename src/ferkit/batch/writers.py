@@ -224,7 +224,7 @@ def _parquet_column(path: Path, name: str) -> list[Any]:
 
     try:
         return pq.read_table(path, columns=[name]).column(name).to_pylist()
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several untyped errors for broken files
+    except Exception as exc:  # pyarrow raises several untyped errors for broken files
         raise FerkitError(f"{path}: not a readable Parquet file ({exc}); write to a new file") from exc
 
 

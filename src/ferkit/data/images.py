@@ -65,7 +65,7 @@ def open_image(source: bytes | str | Path, where: str | None = None, max_pixels:
         with warnings.catch_warnings():
             # Between PIL's limit and twice it, PIL only warns; MAX_PIXELS below is the real guard.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(handle, formats=formats)
+            image: Image.Image = Image.open(handle, formats=formats)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"{where}: over the {limit:,}-pixel limit ({exc}); scale it down first") from exc
     except UnidentifiedImageError as exc:

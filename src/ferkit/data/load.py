@@ -79,7 +79,7 @@ def _save_cache(data: FaceData, file: Path) -> None:
             arrays[f"{split}/labels"] = raw.labels
     file.parent.mkdir(parents=True, exist_ok=True)
     partial = file.with_suffix(f".{os.getpid()}.partial.npz")  # one per process (DDP ranks)
-    np.savez(partial, **arrays)
+    np.savez(partial, allow_pickle=True, **arrays)
     partial.replace(file)  # atomic: an interrupted write never leaves a broken cache
 
 

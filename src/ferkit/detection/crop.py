@@ -30,7 +30,7 @@ def crop_matrix(face: Face, scale: float = CROP_SCALE, size: int = FACE_SIZE) ->
 
     x, y, w, h = face.box
     centre = (x + w / 2.0, y + h / 2.0)
-    matrix = cv2.getRotationMatrix2D(centre, eye_angle(face), size / (max(w, h) * scale))
+    matrix = np.asarray(cv2.getRotationMatrix2D(centre, eye_angle(face), size / (max(w, h) * scale)), np.float64)
     matrix[:, 2] += (size / 2.0 - centre[0], size / 2.0 - centre[1])
     return matrix
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferkit.detection.base import Face, FaceDetector
+from ferkit.detection.base import DetectorOptions, Face, FaceDetector
 from ferkit.errors import FerkitError
 
 
@@ -17,9 +17,9 @@ class HaarDetector(FaceDetector):
 
     name = "haar"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        import cv2
+    def __init__(self, options: DetectorOptions | None = None) -> None:
+        super().__init__(options)
+        import cv2.data
 
         xml = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         if not xml.is_file():
@@ -36,6 +36,6 @@ class HaarDetector(FaceDetector):
                 gray, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size), outputRejectLevels=True
             )
         return [
-            Face(tuple(int(v) for v in box), float(1 / (1 + np.exp(-float(weight)))))  # type: ignore[arg-type]
-            for box, weight in zip(boxes, np.ravel(weights))
+            Face((int(x), int(y), int(w), int(h)), float(1 / (1 + np.exp(-float(weight)))))
+            for (x, y, w, h), weight in zip(boxes, np.ravel(weights))
         ]

@@ -45,15 +45,16 @@ class _Library:
         buffer = getattr(self.local, "buffer", None)
         if buffer is None:
             buffer = self.local.buffer = np.zeros(BUFFER_BYTES, np.uint8)
-        threads = self.openmp.omp_get_max_threads() if self.openmp is not None else 1
-        small = self.openmp is not None and bgr.shape[0] * bgr.shape[1] <= ONE_THREAD_PIXELS
-        if small:  # per calling thread: other threads' detections are not affected
-            self.openmp.omp_set_num_threads(1)
+        # A small image runs on one thread, set per calling thread: other threads' detections are not affected.
+        one_thread = self.openmp if bgr.shape[0] * bgr.shape[1] <= ONE_THREAD_PIXELS else None
+        threads = one_thread.omp_get_max_threads() if one_thread is not None else 1
+        if one_thread is not None:
+            one_thread.omp_set_num_threads(1)
         try:
             result = self.detect_cnn(buffer.ctypes.data, bgr.ctypes.data, bgr.shape[1], bgr.shape[0], bgr.strides[0])
         finally:
-            if small:
-                self.openmp.omp_set_num_threads(threads)
+            if one_thread is not None:
+                one_thread.omp_set_num_threads(threads)
         count = result[0] if result else 0
         count = min(count, (BUFFER_BYTES - 4) // (2 * _FIELDS))
         return buffer[4 : 4 + count * 2 * _FIELDS].view(np.int16).reshape(count, _FIELDS).copy()

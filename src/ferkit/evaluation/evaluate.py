@@ -1,12 +1,16 @@
-"""`ferkit evaluate`: score weights on a split and write metrics, plots and a report."""
+"""`ferkit evaluate`: score weights on a split and write metrics, plots and a report.
+
+Any classifier backend can be scored: the torch model of the weights, or the ONNX file (fp32 or
+int8) that ``ferkit.load`` runs. Grad-CAM always explains the torch model of the same weights."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -27,8 +31,14 @@ from ferkit.evaluation.metrics import (
 )
 from ferkit.evaluation.robustness import CAMERA_CORRUPTIONS, corruptions
 from ferkit.explain.gradcam import gradcam_faces
+from ferkit.inference.base import Classifier
 from ferkit.inference.classifier import FaceClassifier
-from ferkit.models import count_parameters, macs_per_face
+from ferkit.inference.metadata import sha256_file
+from ferkit.inference.recognizer import load_classifier
+from ferkit.models import count_parameters, create_model, macs_per_face
+
+if TYPE_CHECKING:
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 GRADCAM_FACES_PER_CLASS = 100
@@ -37,7 +47,15 @@ GRADCAM_EXAMPLES = 16
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """What `ferkit evaluate` computes besides the core metrics."""
+    """What `ferkit evaluate` computes besides the core metrics, and which backend it scores.
+
+    Attributes:
+        backend: "torch" (the weights' torch model; the default of these functions), "onnx" or
+            "auto": what ``ferkit.load`` runs (ONNX Runtime where an ONNX file exists; the
+            default of `ferkit evaluate`).
+        precision: with the ONNX backend: "fp32", "int8" or "auto" (a bundled model's default
+            precision, fp32 for other weights).
+    """
 
     split: str = "test"
     tta: bool = False
@@ -45,6 +63,8 @@ class EvalOptions:
     robustness: bool = False
     gradcam: bool = False
     prior: str = "train"
+    backend: str = "torch"
+    precision: str = "auto"
 
 
 def _save(fig: Figure, path: Path) -> str:
@@ -60,8 +80,8 @@ def labelled_split(data: FaceData, split: str) -> LabelledSplit:
     return labelled
 
 
-def _temperature(classifier: FaceClassifier, data: FaceData, split: str) -> tuple[float, str]:
-    if "calibration" in classifier.loaded.metadata:
+def _temperature(classifier: Classifier, data: FaceData, split: str) -> tuple[float, str]:
+    if "calibration" in classifier.metadata:
         return classifier.temperature, "stored with the weights (fitted on valid)"
     if "valid" in data.splits and split != "valid":
         valid = labelled_split(data, "valid")
@@ -83,10 +103,20 @@ def best_performance(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: EvalOptions) -> dict[str, Any]:
-    """Evaluate one set of weights on ``data`` and write every file into ``out``; returns the metrics."""
+    """Evaluate one set of weights on ``data`` with the backend of ``options`` and write every file
+    into ``out``; returns the metrics."""
+    if options.backend == "torch" and options.precision != "auto":
+        raise ConfigError(f"precision '{options.precision}' is for the onnx backend; the torch model runs in fp32")
+    classifier = load_classifier(weights, options.backend, tta=options.tta, prior=options.prior,
+                                 precision=options.precision)
+    return evaluate_classifier(classifier, data, out, options)
+
+
+def evaluate_classifier(classifier: Classifier, data: FaceData, out: Path, options: EvalOptions) -> dict[str, Any]:
+    """Evaluate a loaded classifier (its own TTA and prior; ``options`` gives the rest) on ``data``
+    and write every file into ``out``; returns the metrics."""
     out.mkdir(parents=True, exist_ok=True)
-    classifier = FaceClassifier.from_path(weights, tta=options.tta, prior=options.prior)
-    weights_file = classifier.weights_path
+    weights_file = classifier.weights_file
     names = classifier.labels
     if tuple(names) != tuple(data.classes):
         raise FerkitError(
@@ -94,11 +124,14 @@ def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: Ev
             "evaluate on data with the same label set"
         )
     split = labelled_split(data, options.split)
-    logger.info("evaluating %s on %d %s faces", weights_file, len(split), options.split)
+    explainer = classifier.torch_classifier() if options.gradcam else None  # a bare .onnx file fails here, not last
+    logger.info("evaluating %s (%s, %s) on %d %s faces", weights_file, classifier.backend, classifier.precision,
+                len(split), options.split)
     logits = classifier.logits(split.images)
     temperature, temperature_source = _temperature(classifier, data, options.split)
     raw, probs = softmax(logits), softmax(logits, temperature)
     labels = split.labels
+    architecture = _architecture(classifier)
     metrics = classification_metrics(labels, probs, names)
     metrics.update(
         ece_uncalibrated=expected_calibration_error(labels, raw),
@@ -106,13 +139,15 @@ def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: Ev
         temperature_source=temperature_source,
         split=options.split,
         protocol="FER+ majority vote" if data.split(options.split).votes is not None else "hard labels",
-        tta="hflip" if options.tta else "none",
-        prior=options.prior,
+        tta="hflip" if classifier.tta else "none",
+        prior=classifier.prior,
+        backend=classifier.backend,
+        precision=classifier.precision,
         weights=str(weights_file),
-        weights_sha256=classifier.loaded.metadata.get("sha256"),
-        model=classifier.loaded.metadata.get("model"),
-        parameters=count_parameters(classifier.model).total,
-        macs_per_face=macs_per_face(classifier.model),
+        weights_sha256=sha256_file(weights_file),
+        model=classifier.metadata.get("model"),
+        parameters=count_parameters(architecture).total,
+        macs_per_face=macs_per_face(architecture),
         data_source=data.source,
     )
     curve = coverage_curve(labels, probs)
@@ -124,16 +159,25 @@ def evaluate_weights(weights: str | Path, data: FaceData, out: Path, options: Ev
     if history_file.is_file():
         history = json.loads(history_file.read_text())
         metrics["best_performance"] = best_performance(history)
-        figures["history"] = _save(plots.history_figure(history, classifier.loaded.metadata.get("epoch")), out / "history.png")
+        figures["history"] = _save(plots.history_figure(history, classifier.metadata.get("epoch")), out / "history.png")
     if options.robustness:
         metrics["robustness"] = robustness_metrics(classifier, split, metrics)
         figures["robustness"] = _save(plots.robustness_figure(metrics["robustness"]), out / "robustness.png")
-    if options.gradcam:
-        figures.update(_gradcam_figures(classifier, split, probs, names, out))
+    if explainer is not None:
+        figures.update(_gradcam_figures(explainer, split, probs, names, out))
     (out / "classification_report.txt").write_text(report_text(labels, probs, names))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     metrics["figures"] = figures
     return metrics
+
+
+def _architecture(classifier: Classifier) -> nn.Module:
+    """The torch model whose parameters and MACs per face are reported: the same architecture
+    whichever backend runs the weights."""
+    if isinstance(classifier, FaceClassifier):
+        return classifier.model
+    metadata = classifier.metadata
+    return create_model(metadata["model"], num_classes=len(classifier.labels), **metadata.get("model_kwargs", {}))
 
 
 def abstention(labels: np.ndarray, probs: np.ndarray, min_confidence: float) -> dict[str, Any]:
@@ -161,7 +205,7 @@ def _core_figures(metrics: dict[str, Any], labels: np.ndarray, raw: np.ndarray, 
     }
 
 
-def robustness_metrics(classifier: FaceClassifier, split: LabelledSplit, clean: dict[str, Any]) -> dict[str, Any]:
+def robustness_metrics(classifier: Classifier, split: LabelledSplit, clean: dict[str, Any]) -> dict[str, Any]:
     """Accuracy and balanced accuracy under each corruption, their drops from clean (in points of
     a fraction: -0.05 is 5 points lower), and the means over the camera corruptions and over all."""
     rows: dict[str, dict[str, float]] = {"none": {"accuracy": clean["accuracy"],
@@ -213,7 +257,7 @@ def weights_name(weights: str | Path) -> str:
     return path.name if path.is_dir() else (path.parent.name if path.stem == "weights" else path.stem)
 
 
-def run_evaluation(weights: list[str | Path], data: FaceData, out: str | Path, options: EvalOptions) -> Path:
+def run_evaluation(weights: Sequence[str | Path], data: FaceData, out: str | Path, options: EvalOptions) -> Path:
     """Evaluate one or several weights on the same data; returns the path of report.md."""
     from ferkit.evaluation.report import write_report
 

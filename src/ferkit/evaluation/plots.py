@@ -90,9 +90,9 @@ def history_figure(history: Sequence[dict[str, Any]], best_epoch: int | None) ->
             balanced = [row.get("val_balanced_acc") for row in history]
             ax.plot(epochs, [np.nan if v is None else v for v in balanced], ":", label="val balanced")
         lrs = [row.get("lr") for row in history]
-        for i in range(1, len(lrs)):
-            if lrs[i] is not None and lrs[i - 1] is not None and lrs[i] < lrs[i - 1] * 0.5:
-                ax.axvline(epochs[i], color="gray", linestyle=":", linewidth=1)
+        for epoch, before, lr in zip(epochs[1:], lrs, lrs[1:]):
+            if lr is not None and before is not None and lr < before * 0.5:
+                ax.axvline(epoch, color="gray", linestyle=":", linewidth=1)
         if best_epoch is not None:
             ax.axvline(best_epoch, color="#d62728", linestyle="--", linewidth=1, label=f"best epoch {best_epoch}")
         ax.set_xlabel("epoch")

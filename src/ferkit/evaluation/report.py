@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ferkit.inference.base import BACKEND_NAMES
+
 FIGURE_TITLES = {
     "history": "Training curves",
     "confusion_matrix": "Confusion matrix",
@@ -32,7 +34,8 @@ def model_section(name: str, metrics: dict[str, Any], report: str, prefix: str =
     lines = [
         f"## {name}",
         "",
-        f"Weights `{metrics['weights']}` (sha256 `{str(metrics['weights_sha256'])[:16]}...`), model `{metrics['model']}`, "
+        f"Weights `{metrics['weights']}` (sha256 `{str(metrics['weights_sha256'])[:16]}...`, run by "
+        f"{BACKEND_NAMES.get(metrics['backend'], metrics['backend'])} in {metrics['precision']}), model `{metrics['model']}`, "
         f"{metrics['parameters']:,} parameters, {metrics['macs_per_face']:,} MACs per face.",
         f"Split `{metrics['split']}` of `{metrics['data_source']}`, {metrics['images']:,} faces, protocol: {metrics['protocol']}, "
         f"test-time augmentation: {metrics['tta']}.",

@@ -255,7 +255,7 @@ def contact_sheet(faces: list[BuiltFace], seed: int = 0) -> "Image.Image":
         count = len(members)
         draw.text((4, top + side // 2 - 12), f"{emotion}\n{count} face{'s' if count != 1 else ''}", fill=0)
         for column, i in enumerate(sorted(chosen)):
-            tile = Image.fromarray(members[i].crop).resize((side, side), Image.NEAREST)
+            tile = Image.fromarray(members[i].crop).resize((side, side), Image.Resampling.NEAREST)
             sheet.paste(tile, (label_width + column * (side + gap), top))
     return sheet
 

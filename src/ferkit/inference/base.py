@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+#: Each backend's name for people, by its name in ``ferkit.load(backend=...)``.
+BACKEND_NAMES = {"torch": "PyTorch", "onnx": "ONNX Runtime"}
 PRIORS = ("train", "uniform")
 UNIFORM_PRIOR_KEY = "uniform_prior"
 
@@ -39,6 +42,7 @@ class Classifier(ABC):
     """A face classifier backend (torch or ONNX Runtime).
 
     Attributes:
+        backend: "torch" or "onnx", as ``ferkit.load(backend=...)`` names it.
         labels: emotion names, in output column order.
         preprocessing: how faces become model input.
         metadata: the weights' JSON description.
@@ -49,11 +53,22 @@ class Classifier(ABC):
             expressions), the training prior removed from the logits completely.
     """
 
+    backend: str
     labels: tuple[str, ...]
     preprocessing: Preprocessing
     metadata: dict[str, Any]
     tta: bool = False
     prior: str = "train"
+
+    @property
+    @abstractmethod
+    def weights_file(self) -> Path:
+        """The file that runs: .safetensors for torch, .onnx for ONNX Runtime."""
+
+    @property
+    def precision(self) -> str:
+        """"int8" for a quantized model, else "fp32"."""
+        return "int8" if "quantization" in self.metadata else "fp32"
 
     def _prior_calibration(self) -> dict[str, Any]:
         if self.prior == "train":

@@ -21,6 +21,8 @@ class FaceClassifier(Classifier):
         prior: "train" or "uniform" (see Classifier).
     """
 
+    backend = "torch"
+
     def __init__(self, loaded: LoadedModel, tta: bool = False, device: str = "cpu", prior: str = "train") -> None:
         self.prior = check_prior(prior)
         self.loaded = loaded
@@ -40,6 +42,10 @@ class FaceClassifier(Classifier):
         """Load weights (run folder or .safetensors) and wrap them; ``expected_sha256`` pins the
         weights file's hash."""
         return cls(load_model(path, expected_sha256=expected_sha256), tta=tta, device=device, prior=prior)
+
+    @property
+    def weights_file(self) -> Path:
+        return self.weights_path
 
     @property
     def can_explain(self) -> bool:
@@ -62,4 +68,5 @@ def _inference_copy(model: torch.nn.Module) -> torch.nn.Module:
         fast = fuse(model)
     except (torch.fx.proxy.TraceError, NotImplementedError, RuntimeError, TypeError):
         return model  # an architecture FX cannot trace runs as it is
-    return fast.to(memory_format=torch.channels_last).eval()
+    # torch's type hints omit Module.to's memory_format keyword, which it documents and accepts
+    return fast.to(memory_format=torch.channels_last).eval()  # type: ignore[call-overload]

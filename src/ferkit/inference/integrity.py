@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.errors import CheckpointError
-from ferkit.inference.metadata import check_sha256, sha256_file, validate_metadata
+from ferkit.inference.metadata import METADATA_FILE, check_sha256, sha256_file, validate_metadata
 
 logger = logging.getLogger(__name__)
 #: Where the description sits inside a weights file (safetensors __metadata__, ONNX metadata props).
@@ -130,22 +130,23 @@ def authorize(file: Path, sidecar: Path | None, read_embedded: ReadEmbedded, exp
         raise CheckpointError(f"{file}: no such weights file")
     check_sha256(file, expected_sha256)
     recorded = read_json(sidecar) if sidecar is not None else None
+    record_name = sidecar.name if sidecar is not None else METADATA_FILE  # named only where there is a record
     sealed = recorded is not None and recorded["format_version"] >= EMBEDDED_SINCE_VERSION
     if recorded is not None and verify:
         want = recorded_sha256(recorded, file)
         if want is None and sealed:
-            raise CheckpointError(f"{file}: {sidecar.name} records no sha256 for it; re-export it into this folder "
+            raise CheckpointError(f"{file}: {record_name} records no sha256 for it; re-export it into this folder "
                                   "(`ferkit export FOLDER/model.onnx --model FOLDER`) or load the file on its own")
         if want is None:
-            logger.warning("%s: %s (format 1) records no sha256 for it; it is not checked", file, sidecar.name)
+            logger.warning("%s: %s (format 1) records no sha256 for it; it is not checked", file, record_name)
         elif sha256_file(file) != want:
-            raise CheckpointError(f"{file}: sha256 differs from {sidecar.name}; the file is corrupt or was edited")
+            raise CheckpointError(f"{file}: sha256 differs from {record_name}; the file is corrupt or was edited")
     text = read_embedded(file)
     if text is None:
         if recorded is None:
             raise CheckpointError(f"{file}: no ferkit metadata; export it with `ferkit export --format onnx`")
         if sealed:
-            raise CheckpointError(f"{file}: carries no description of its own, but {sidecar.name} says it should "
+            raise CheckpointError(f"{file}: carries no description of its own, but {record_name} says it should "
                                   "(format 2): the file was replaced or damaged")
         return recorded  # format 1: written before weights carried their description
     embedded = _parse_embedded(text, file)

@@ -133,6 +133,8 @@ class OnnxClassifier(Classifier):
     the one recorded there and its embedded description must agree with model.json's.
     """
 
+    backend = "onnx"
+
     def __init__(self, path: str | Path, tta: bool = False, threads: int | None = None, prior: str = "train",
                  expected_sha256: str | None = None, torch_weights: Path | None = None) -> None:
         import onnxruntime as ort
@@ -169,6 +171,10 @@ class OnnxClassifier(Classifier):
 
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
         return self.session.run(["logits"], {"faces": inputs})[0]
+
+    @property
+    def weights_file(self) -> Path:
+        return self.path
 
     @property
     def can_explain(self) -> bool:

@@ -164,7 +164,54 @@ class Recognizer:
 
 
 def _scaled(box: tuple[int, int, int, int], scale: float) -> tuple[int, int, int, int]:
-    return box if scale == 1.0 else tuple(round(v * scale) for v in box)  # type: ignore[return-value]
+    if scale == 1.0:
+        return box
+    x, y, w, h = box
+    return round(x * scale), round(y * scale), round(w * scale), round(h * scale)
+
+
+def load_classifier(
+    model: str | Path | None = None,
+    backend: str = "auto",
+    tta: bool = False,
+    device: str = "cpu",
+    prior: str = "train",
+    expected_sha256: str | None = None,
+    precision: str = "auto",
+) -> Classifier:
+    """The classifier backend ``load`` runs for these arguments (see ``load``): ONNX Runtime where
+    an ONNX file exists and ``backend`` is "auto" or "onnx" (the bundled models: their
+    DEFAULT_PRECISION), torch otherwise."""
+    from ferkit.errors import ConfigError, FerkitError
+    from ferkit.inference.base import check_prior
+    from ferkit.inference.bundled import onnx_file, resolve_model
+
+    check_prior(prior)
+    path = resolve_model(model)
+    onnx_path = onnx_file(path, precision) if backend != "torch" else None
+    if backend == "auto":
+        backend = "onnx" if onnx_path is not None else "torch"
+    if backend == "onnx":
+        from ferkit.inference.onnx_backend import OnnxClassifier
+
+        if onnx_path is None:
+            raise FerkitError(f"{path}: the onnx backend needs a .onnx file; make one with `ferkit export --format onnx`")
+        from ferkit.inference.integrity import authorize, safetensors_description
+        from ferkit.inference.metadata import METADATA_FILE, WEIGHTS_FILE
+
+        torch_weights: Path | None = path / WEIGHTS_FILE if path.is_dir() else None
+        if torch_weights is not None and torch_weights.is_file():
+            # Grad-CAM's weights are checked now: a damaged file fails the load, not a later request.
+            authorize(torch_weights, path / METADATA_FILE, safetensors_description)
+        else:
+            torch_weights = None
+        return OnnxClassifier(onnx_path, tta=tta, prior=prior, expected_sha256=expected_sha256,
+                              torch_weights=torch_weights)
+    if backend == "torch":
+        from ferkit.inference.classifier import FaceClassifier
+
+        return FaceClassifier.from_path(path, tta=tta, device=device, prior=prior, expected_sha256=expected_sha256)
+    raise ConfigError(f"unknown backend '{backend}'; choose torch, onnx or auto")
 
 
 def load(
@@ -201,37 +248,6 @@ def load(
         precision: ONNX Runtime only: "fp32", "int8" (statically quantized) or "auto" (the bundled
             model's chosen precision; fp32 for other models).
     """
-    from ferkit.errors import ConfigError, FerkitError
-    from ferkit.inference.base import check_prior
-    from ferkit.inference.bundled import onnx_file, resolve_model
-
-    check_prior(prior)
-    path = resolve_model(model)
-    onnx_path = onnx_file(path, precision) if backend != "torch" else None
-    if backend == "auto":
-        backend = "onnx" if onnx_path is not None else "torch"
-    classifier: Classifier
-    if backend == "onnx":
-        from ferkit.inference.onnx_backend import OnnxClassifier
-
-        if onnx_path is None:
-            raise FerkitError(f"{path}: the onnx backend needs a .onnx file; make one with `ferkit export --format onnx`")
-        from ferkit.inference.integrity import authorize, safetensors_description
-        from ferkit.inference.metadata import METADATA_FILE, WEIGHTS_FILE
-
-        torch_weights = path / WEIGHTS_FILE if path.is_dir() else None
-        if torch_weights is not None and torch_weights.is_file():
-            # Grad-CAM's weights are checked now: a damaged file fails the load, not a later request.
-            authorize(torch_weights, path / METADATA_FILE, safetensors_description)
-        else:
-            torch_weights = None
-        classifier = OnnxClassifier(onnx_path, tta=tta, prior=prior, expected_sha256=expected_sha256,
-                                    torch_weights=torch_weights)
-    elif backend == "torch":
-        from ferkit.inference.classifier import FaceClassifier
-
-        classifier = FaceClassifier.from_path(path, tta=tta, device=device, prior=prior,
-                                                expected_sha256=expected_sha256)
-    else:
-        raise ConfigError(f"unknown backend '{backend}'; choose torch, onnx or auto")
+    classifier = load_classifier(model, backend, tta=tta, device=device, prior=prior, expected_sha256=expected_sha256,
+                                 precision=precision)
     return Recognizer(classifier, create_detector(detector, detector_options), min_confidence)

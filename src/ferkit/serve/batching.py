@@ -87,7 +87,7 @@ class MicroBatcher:
         sizes = [len(crops) for crops, _ in batch]
         try:
             probs = self._classify(np.concatenate([crops for crops, _ in batch]))
-        except Exception as exc:  # noqa: BLE001 - handed to every waiting request, which reports it
+        except Exception as exc:  # handed to every waiting request, which reports it
             for _, future in batch:
                 future.set_exception(exc)
             return

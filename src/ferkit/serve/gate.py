@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 
 from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ferkit.serve.errors import REQUEST_ID, BodyTimeout, BodyTooLarge, QueueFull, Refused, error_response, overloaded
@@ -89,7 +90,7 @@ class Gate:
             except Refused as exc:
                 if not response_started[0]:
                     await exc.response()(scope, receive, send_with_id)
-            except Exception:  # noqa: BLE001 - answered as a 500 with the request id, and logged
+            except Exception:  # answered as a 500 with the request id, and logged
                 logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
                 if not response_started[0]:
                     await error_response(500, "internal", "the server failed on this request; it is logged "
@@ -107,7 +108,7 @@ class Gate:
             logger.info("%s %s %d %.1f ms", scope["method"], scope["path"], status[0], elapsed * 1000)
             REQUEST_ID.reset(token)
 
-    def _refusal(self, scope: Scope, headers: Headers):  # noqa: ANN202 - a Response or None
+    def _refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
         path = scope["path"]
         if self._keys and path.startswith("/v1/") and scope["method"] != "OPTIONS" and not self._authorized(headers):
             return error_response(401, "unauthorized", "this server needs an API key: send 'Authorization: Bearer KEY'",
@@ -145,7 +146,7 @@ class Gate:
         given = key.strip().encode()
         return any(hmac.compare_digest(given, known) for known in self._keys)  # constant time per key
 
-    def _too_large(self):  # noqa: ANN202
+    def _too_large(self) -> JSONResponse:
         return BodyTooLarge(self._too_large_message()).response()
 
     def _too_large_message(self) -> str:

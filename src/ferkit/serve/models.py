@@ -120,7 +120,7 @@ class ModelPool:
                 return dict(served.recognizer.classifier.metadata)
         try:
             return dict(self.get(name, None).recognizer.classifier.metadata)
-        except Exception:  # noqa: BLE001 - a model that cannot load is listed without its details
+        except Exception:  # a model that cannot load is listed without its details
             logger.exception("model %s could not be loaded", name)
             return {}
 

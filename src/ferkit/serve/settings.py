@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ferkit.detection.base import DetectorOptions
 from ferkit.errors import ConfigError
+from ferkit.inference.bundled import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class ServeSettings:
         cors_origins: browser origins allowed to call the API; empty: none.
     """
 
-    model: str = "fast"
+    model: str = DEFAULT_MODEL
     prior: str = "train"
     max_upload_mb: float = 50.0
     max_image_mb: float = 20.0
@@ -60,7 +62,7 @@ class ServeSettings:
     body_timeout_s: float = 10.0
     batch_wait_ms: float = 5.0
     max_batch_faces: int = 64
-    detect_size: int = 960
+    detect_size: int = DetectorOptions.max_side
     api_keys: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
 

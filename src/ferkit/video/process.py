@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from ferkit.errors import ConfigError, VideoError
 from ferkit.inference.recognizer import FaceResult, Recognizer
 from ferkit.video.follow import FULL_DETECTION_SECONDS, FaceFollower
 from ferkit.video.tracking import FaceTracker, appearance
+
+if TYPE_CHECKING:
+    import cv2
 
 logger = logging.getLogger(__name__)
 MAX_CONSECUTIVE_FAILURES = 25
@@ -46,7 +50,7 @@ class VideoSummary:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-def open_capture(source: str | int):  # noqa: ANN201 (cv2.VideoCapture)
+def open_capture(source: str | int) -> cv2.VideoCapture:
     """Open a video file or a webcam index (an int, or a string of digits)."""
     import cv2
 
@@ -89,7 +93,7 @@ class TrackingSession:
         return [TrackedFace(track_id, result) for (track_id, _), result in zip(matched, smoothed)]
 
 
-def frames(recognizer: Recognizer, capture, every: int = 1, smoothing: float = 0.6,  # noqa: ANN001
+def frames(recognizer: Recognizer, capture: cv2.VideoCapture, every: int = 1, smoothing: float = 0.6,
            summary: VideoSummary | None = None, full_every: float = FULL_DETECTION_SECONDS,
            ) -> Iterator[tuple[int, float, np.ndarray, list[TrackedFace]]]:
     """Yield (frame index, time in s, RGB frame, tracked faces) for every readable frame.
@@ -129,7 +133,8 @@ class _AnnotatedWriter:
     """Writes annotated frames to an MP4 file, opened at the first frame (whose size it takes)."""
 
     def __init__(self, path: str | Path | None, fps: float) -> None:
-        self.path, self.fps, self._writer = path, fps, None
+        self.path, self.fps = path, fps
+        self._writer: cv2.VideoWriter | None = None
 
     def write(self, rgb: np.ndarray, tracked: list[TrackedFace]) -> None:
         import cv2
@@ -139,7 +144,7 @@ class _AnnotatedWriter:
         if self.path is None:
             return
         if self._writer is None:
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps,
                                            (rgb.shape[1], rgb.shape[0]))
             if not self._writer.isOpened():
                 raise VideoError(f"{self.path}: cannot write a video there")
@@ -151,12 +156,12 @@ class _AnnotatedWriter:
             self._writer.release()
 
 
-def _timeline_rows(index: int, seconds: float, tracked: list[TrackedFace], labels: tuple[str, ...]) -> list[list[object]]:
+def _timeline_rows(index: int, seconds: float, tracked: list[TrackedFace], labels: tuple[str, ...]) -> list[list[float | str]]:
     return [[index, round(seconds, 3), t.track_id, *t.result.box, t.result.emotion, round(t.result.confidence, 4),
              *(round(t.result.probabilities[n], 4) for n in labels)] for t in tracked]
 
 
-def _write_timeline(rows: list[list[object]], labels: tuple[str, ...], out_csv: str | Path | None,
+def _write_timeline(rows: list[list[float | str]], labels: tuple[str, ...], out_csv: str | Path | None,
                     out_plot: str | Path | None) -> None:
     if out_csv is not None:
         with Path(out_csv).open("w", newline="") as handle:

@@ -13,19 +13,18 @@ from ferkit.labels import emotion_hex
 Y_PAD = 0.05
 
 
-def timeline_figure(rows: Sequence[Sequence[object]], labels: Sequence[str]) -> Figure:
+def timeline_figure(rows: Sequence[Sequence[float | str]], labels: Sequence[str]) -> Figure:
     """One panel per track: probability of each emotion against time (rows as in the video CSV)."""
-    tracks = sorted({int(row[2]) for row in rows})  # type: ignore[arg-type]
+    tracks = sorted({int(row[2]) for row in rows})
     fig = Figure(figsize=(11, 2.6 * max(1, len(tracks)) + 0.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(max(1, len(tracks)), 1, sharex=True))
     if not tracks:
         axes[0].text(0.5, 0.5, "no faces found", ha="center", va="center")
     for ax, track in zip(axes, tracks):
         mine = [row for row in rows if row[2] == track]
-        times = [float(row[1]) for row in mine]  # type: ignore[arg-type]
+        times = [float(row[1]) for row in mine]
         for k, name in enumerate(labels):
-            ax.plot(times, [float(row[9 + k]) for row in mine], label=name,  # type: ignore[arg-type]
-                    color=emotion_hex(name))
+            ax.plot(times, [float(row[9 + k]) for row in mine], label=name, color=emotion_hex(name))
         ax.set_ylim(-Y_PAD, 1 + Y_PAD)  # a probability of 0 or 1 stays in view, off the frame
         ax.set_ylabel(f"track #{track}")
     axes[-1].set_xlabel("time (s)")
