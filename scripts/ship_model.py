@@ -94,7 +94,7 @@ Recall per emotion (disgust and contempt have only {plain['support']['disgust']}
 |---|---|---|---|---|
 {rows}
 
-Reproduce: `ferkit evaluate --model {name} --data $DATA [--prior uniform] [--tta hflip] --robustness`.
+Reproduce: `ferkit evaluate --model {name} --backend torch --data $DATA [--prior uniform] [--tta hflip] --robustness`.
 
 ### Robustness (prior `train`, no TTA)
 {robustness_table(plain['robustness'])}

@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from ferkit.data import load_dataset
+from ferkit.data.protocols import LabelledSplit
 from ferkit.evaluation.evaluate import labelled_split, robustness_metrics
 from ferkit.evaluation.robustness import CAMERA_CORRUPTIONS
 from ferkit.inference.bundled import ONNX_FILES, bundled_dir
@@ -40,7 +41,7 @@ def ms_per_face(classifier: OnnxClassifier, faces: np.ndarray, batch: int, repea
     return (time.perf_counter() - start) * 1000 / (max(1, repeats // batch) * batch)
 
 
-def score(classifier: OnnxClassifier, split) -> dict:  # noqa: ANN001
+def score(classifier: OnnxClassifier, split: LabelledSplit) -> dict:
     predicted = classifier.logits(split.images).argmax(axis=1)
     clean = {"accuracy": float(accuracy_score(split.labels, predicted)),
              "balanced_accuracy": float(balanced_accuracy_score(split.labels, predicted))}

@@ -88,8 +88,8 @@ def freeze_features(model: nn.Module) -> None:
     """Train the head only: every other parameter frozen, BatchNorm kept in eval mode (its statistics fixed)."""
     # an ensemble's heads are its members' heads
     members = list(getattr(model, "members", [model]))
-    heads = [getattr(member, "head", None) for member in members]
-    if not all(isinstance(head, nn.Module) for head in heads):
+    heads = [head for member in members if isinstance(head := getattr(member, "head", None), nn.Module)]
+    if len(heads) != len(members):
         raise CheckpointError(f"{type(model).__name__} has no 'head' module; fine-tune every layer instead")
     head_parameters = {id(p) for head in heads for p in head.parameters()}
     for parameter in model.parameters():

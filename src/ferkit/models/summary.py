@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +48,7 @@ def layer_table(model: nn.Module) -> str:
     rows: list[tuple[str, str, str, int]] = []
     hooks = []
 
-    def record(name: str):
+    def record(name: str) -> Callable[[nn.Module, object, torch.Tensor], None]:
         def hook(module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
             params = sum(p.numel() for p in module.parameters(recurse=False))
             params += sum(

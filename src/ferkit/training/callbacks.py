@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from ferkit.inference.checkpoint import save_weights
@@ -88,8 +89,10 @@ class BestWeightsSaver(Callback):
         if not trainer.is_global_zero:
             return
         metrics = {name: _metric(trainer, name) for name in METRIC_COLUMNS}
+        model = pl_module.model
+        assert isinstance(model, torch.nn.Module)
         save_weights(
-            pl_module.model,
+            model,
             self.run_dir,
             {**self.metadata, "epoch": trainer.current_epoch, "monitor": self.monitor, "metrics": metrics},
         )

@@ -45,6 +45,9 @@ class FerClassifier(L.LightningModule):
         teacher: a trained model whose outputs the student learns too (``config.teacher``); frozen.
     """
 
+    class_weights: torch.Tensor | None  # registered buffers (None when unused)
+    logit_offset: torch.Tensor | None
+
     def __init__(
         self,
         model: nn.Module,
@@ -56,11 +59,12 @@ class FerClassifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters({"config": config.to_dict(), "class_prior": class_prior})
         # Channels-last memory: about 25% faster convolutions on CPU, and what GPU tensor cores want.
-        self.model = model.to(memory_format=torch.channels_last)
+        self.model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.config = config
         self.preprocessing = preprocessing or Preprocessing()
         # A plain attribute, not a submodule: the teacher is neither trained nor saved with the student.
-        self._teacher = [teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)] if teacher else []
+        self._teacher = ([teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)]  # type: ignore[call-overload]
+                         if teacher else [])
         self.augment = BatchAugment(config.augment_config, seed=config.seed)
         prior = torch.tensor(class_prior, dtype=torch.float32)
         weights = prior.reciprocal() / prior.reciprocal().mean() if config.class_balance == "weights" else None
@@ -163,13 +167,13 @@ class FerClassifier(L.LightningModule):
             optimizer = torch.optim.Adam(groups, lr=cfg.lr)
         if cfg.scheduler == "onecycle":  # lr rises to cfg.lr over the first 30% of the steps, then anneals
             steps = int(self.trainer.estimated_stepping_batches)
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(steps, 1))
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+            one_cycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(steps, 1))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": one_cycle, "interval": "step"}}
         if cfg.scheduler == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
             )
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val_loss"}}
         warmup, total = cfg.warmup_epochs, cfg.epochs
 
         def cosine(epoch: int) -> float:
