@@ -57,7 +57,8 @@ def model_section(name: str, metadata: dict) -> str:
     if "members" in metadata:
         architecture = (f"an ensemble of {len(metadata['members'])} networks (`ferkit ensemble`): their log-probabilities "
                         "averaged" + (" over each face and its mirror image, inside the network" if metadata["model_kwargs"].get("mirror") else ""))
-        training_lines = "\n".join(f"- Member {i + 1}: `{m['model']}` {m['model_kwargs']}, " + training_line(m)
+        training_lines = "\n".join(f"- Member {i + 1}: " + (f"the bundled `{m['source']}`, " if m.get("source") in BUNDLED_MODELS else "")
+                                   + f"`{m['model']}` {m['model_kwargs']}, " + training_line(m)
                                    for i, m in enumerate(metadata["members"]))
     else:
         architecture = f"`{metadata['model']}` {metadata['model_kwargs'] or ''}"

@@ -72,12 +72,13 @@ def test_the_stored_temperature_and_bias_give_these_probabilities(tiny_run: Path
     assert (face.emotion, face.confidence) == (FERPLUS_ORDER[int(expected.argmax())], pytest.approx(expected.max(), abs=1e-6))
 
 
-def test_load_runs_the_bundled_int8_onnx_file():
-    folder = bundled_dir("fast")
-    rec = ferkit.load()
+@pytest.mark.parametrize("name", [None, "accurate"])
+def test_load_runs_the_bundled_int8_onnx_file(name: str | None):
+    folder = bundled_dir(name or "fast")
+    rec = ferkit.load(name)
     assert isinstance(rec.classifier, OnnxClassifier)
     assert rec.classifier.path == folder / "model.int8.onnx"
-    assert ferkit.load(precision="fp32").classifier.path == folder / "model.onnx"
+    assert ferkit.load(name, precision="fp32").classifier.path == folder / "model.onnx"
     faces = np.random.default_rng(1).integers(0, 256, (16, 48, 48), dtype=np.uint8)
     int8 = OnnxClassifier(folder / "model.int8.onnx").probabilities(faces)
     fp32 = OnnxClassifier(folder / "model.onnx").probabilities(faces)

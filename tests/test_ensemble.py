@@ -121,8 +121,9 @@ def test_the_ensemble_command_refuses_one_member_and_a_used_folder(trained_run: 
 @pytest.mark.slow
 def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_with_fast(smoke_data: Path, tmp_path: Path):
     """scripts/train_accurate.sh with 1 planned epoch: the first call starts both members in the
-    background, a call while they train starts nothing, the call after they finish builds the
-    ensemble (two members and the bundled fast), and a further call leaves it alone."""
+    background, a call while they train starts nothing, the call after they finish builds the two
+    candidate ensembles (the first member and the bundled fast; both members and fast), and a
+    further call leaves them alone."""
     import os
     import subprocess
     import sys
@@ -142,10 +143,11 @@ def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_wit
         while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
             time.sleep(1)
     out = call()
-    assert "ensemble of 3 models" in out, out
+    assert "ensemble of 2 models" in out and "ensemble of 3 models" in out, out
+    assert [m["run"] for m in load_model(tmp_path / "runs" / "accurate-ens2").metadata["members"]][0] == "accurate-m1-e1"
     meta = load_model(tmp_path / "runs" / "accurate-ens3").metadata
     assert [m["run"] for m in meta["members"]][:2] == ["accurate-m1-e1", "accurate-m2-e1"]
     assert meta["members"][2]["sha256"] == load_model(bundled_weights("fast")).metadata["sha256"]
     degrade = [m["training"]["augment"]["degrade"] for m in meta["members"][:2]]
     assert degrade == [0.5, 0.75] and [m["training"]["seed"] for m in meta["members"][:2]] == [1, 2]
-    assert "is built" in call()
+    assert call().count("is built") == 2
