@@ -247,3 +247,39 @@ def test_a_student_distilled_from_a_teacher_records_it(smoke_data: Path, trained
 def test_distillation_options_are_checked(smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert _train(smoke_data, tmp_path, "--epochs", "1", "--teacher", "fast", "--distill-weight", "1.5") == 2
     assert "distill_weight" in capsys.readouterr().err
+
+
+def _distance(run: Path, start: Path) -> float:
+    tuned, initial = load_model(run).model.state_dict(), load_model(start).model.state_dict()
+    return sum(float(((tuned[k] - v) ** 2).sum()) for k, v in initial.items() if k.endswith("weight") and v.ndim > 1)
+
+
+def test_l2sp_pulls_the_weights_toward_their_start(smoke_data: Path, trained_run: Path, tmp_path: Path):
+    from ferkit.models import create_model
+    from ferkit.training.config import TrainConfig
+    from ferkit.training.module import FerClassifier
+
+    model = create_model("fernet", num_classes=len(EMOTIONS))
+    module = FerClassifier(model, TrainConfig(data="x", init_weights="start", l2sp=0.5), [1 / len(EMOTIONS)] * 8)
+    assert module.l2sp_penalty().item() == 0.0
+    weights = [p for p in model.parameters() if p.ndim > 1]
+    vectors = [p for p in model.parameters() if p.ndim == 1]  # biases and BatchNorm: not pulled
+    with torch.no_grad():
+        weights[0].add_(0.1)
+        vectors[0].add_(5.0)
+    assert module.l2sp_penalty().item() == pytest.approx(0.5 * 0.5 * 0.01 * weights[0].numel(), rel=1e-4)
+    decay_group = module.configure_optimizers()["optimizer"].param_groups[0]
+    assert decay_group["weight_decay"] == 0.0  # the pull toward the start replaces decay toward zero
+    # trained at a large learning rate, the run with L2-SP ends nearer its starting weights
+    distances = {}
+    for name, extra in (("free", ()), ("l2sp", ("--l2sp", "50"))):
+        assert main(["train", "--data", str(smoke_data), "--out", str(tmp_path), "--name", name, "--model", "fernet",
+                     "--batch-size", "32", "--no-progress", "--seed", "1", "--epochs", "2", "--lr", "0.01",
+                     "--init-weights", str(trained_run), *extra]) == 0
+        distances[name] = _distance(tmp_path / name, trained_run)
+    assert distances["l2sp"] < 0.5 * distances["free"]
+
+
+def test_l2sp_needs_starting_weights(smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    assert _train(smoke_data, tmp_path, "--epochs", "1", "--l2sp", "0.1") == 2
+    assert "--init-weights" in capsys.readouterr().err

@@ -74,7 +74,8 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     from ferkit.finetune.recipe import finetune
 
     options = FinetuneOptions(start=args.start, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                              patience=args.patience, degrade=args.degrade, head_only=args.head_only, seed=args.seed,
+                              patience=args.patience, degrade=args.degrade, l2sp=args.l2sp, head_only=args.head_only,
+                              seed=args.seed,
                               ferplus=args.ferplus, progress=not args.no_progress)
     run = finetune(args.dataset, args.out, options)
     print(f"run folder: {run}\nreport: {run / 'report.md'}")
@@ -303,6 +304,8 @@ _TRAIN_HELP = {
                "softened outputs with the labels (--distill-weight, --distill-temperature)",
     "distill_weight": "share of the teacher's term in the distillation loss, 0-1 (default: 0.5)",
     "distill_temperature": "softmax temperature of the distillation term (default: 2.0)",
+    "l2sp": "fine-tuning: add l2sp/2 x the squared distance of the conv and dense weights from their starting "
+            "values (--init-weights) to the loss, in place of weight decay toward zero (L2-SP; default: 0, off)",
 }
 
 
@@ -344,6 +347,9 @@ def _add_finetune_commands(commands: Any) -> None:
                           help=f"epochs without a lower valid loss before stopping (default {defaults.patience})")
     finetune.add_argument("--degrade", type=float, default=defaults.degrade,
                           help=f"share of faces given camera degradations (default {defaults.degrade})")
+    finetune.add_argument("--l2sp", type=float, default=defaults.l2sp,
+                          help="pull of the weights toward the starting model's (L2-SP), 0 turns it off "
+                               f"(default {defaults.l2sp})")
     finetune.add_argument("--head-only", action="store_true", help="train the last layer only (very small data sets)")
     finetune.add_argument("--seed", type=int, default=defaults.seed)
     finetune.add_argument("--ferplus", help="FER+ folder or .tar.gz: the report also scores both models on FER+ test")

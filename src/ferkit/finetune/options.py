@@ -17,6 +17,8 @@ class FinetuneOptions:
         patience: epochs without a lower valid loss before stopping.
         degrade: share of training faces given camera degradations (light, blur, resolution,
             noise, JPEG).
+        l2sp: strength of the pull of the conv and dense weights toward the starting model's
+            (L2-SP, in place of weight decay), which keeps what the model knew of other faces.
         head_only: train the last layer only (for very small data sets; BatchNorm statistics kept).
         seed: the run's seed.
         ferplus: FER+ data (folder or .tar.gz) for the report's general-accuracy check, or None.
@@ -29,6 +31,7 @@ class FinetuneOptions:
     batch_size: int = 64
     patience: int = 3
     degrade: float = 0.5
+    l2sp: float = 0.0
     head_only: bool = False
     seed: int = 0
     ferplus: str | None = None

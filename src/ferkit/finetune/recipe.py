@@ -110,7 +110,8 @@ def finetune_config(dataset: Path, run: Path, metadata: dict[str, Any], options:
         init_weights=str(resolve_model(options.start)), out=str(run.parent), name=run.name, label_mode="majority",
         epochs=options.epochs, batch_size=options.batch_size, lr=options.lr, scheduler="cosine", warmup_epochs=1,
         monitor="val_loss", early_stopping_patience=options.patience,
-        augment=AugmentConfig(degrade=options.degrade).to_dict(), seed=options.seed, progress=options.progress,
+        augment=AugmentConfig(degrade=options.degrade).to_dict(), l2sp=options.l2sp, seed=options.seed,
+        progress=options.progress,
     )
 
 

@@ -35,6 +35,7 @@ class TrainConfig:
     teacher: str | None = None
     distill_weight: float = 0.5
     distill_temperature: float = 2.0
+    l2sp: float = 0.0
     out: str = "runs"
     name: str | None = None
     label_mode: str = "majority"
@@ -91,6 +92,10 @@ class TrainConfig:
             raise ConfigError("epochs and batch_size must be at least 1")
         if not 0 <= self.distill_weight <= 1 or self.distill_temperature <= 0:
             raise ConfigError("distill_weight must be in [0, 1] and distill_temperature above 0")
+        if self.l2sp < 0:
+            raise ConfigError("l2sp must be at least 0")
+        if self.l2sp > 0 and not self.init_weights:
+            raise ConfigError("l2sp pulls the weights toward their starting values: give --init-weights")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError("label_smoothing must be in [0, 1)")
         try:

@@ -66,6 +66,12 @@ class FerClassifier(L.LightningModule):
         self._teacher = ([teacher.eval().requires_grad_(False).to(memory_format=torch.channels_last)]  # type: ignore[call-overload]
                          if teacher else [])
         self.augment = BatchAugment(config.augment_config, seed=config.seed)
+        # L2-SP (Li et al., ICML 2018): when fine-tuning, the conv and dense weights are pulled toward
+        # where they started rather than toward zero, so the new data move them only as far as it pays.
+        self.l2sp_start = nn.Module()
+        if config.l2sp > 0:
+            for i, weight in enumerate(self._decayed()):
+                self.l2sp_start.register_buffer(f"w{i}", weight.detach().clone(), persistent=False)
         prior = torch.tensor(class_prior, dtype=torch.float32)
         weights = prior.reciprocal() / prior.reciprocal().mean() if config.class_balance == "weights" else None
         self.register_buffer("class_weights", weights, persistent=False)
@@ -80,6 +86,16 @@ class FerClassifier(L.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def _decayed(self) -> list[nn.Parameter]:
+        """The conv and dense weights: what weight decay (or L2-SP) applies to, not biases or BatchNorm."""
+        return [p for p in self.model.parameters() if p.ndim > 1]
+
+    def l2sp_penalty(self) -> torch.Tensor:
+        """l2sp / 2 x the squared distance of the trained conv and dense weights from their start."""
+        pairs = [(w, s) for w, s in zip(self._decayed(), self.l2sp_start.buffers()) if w.requires_grad]
+        distance = sum(((w - s) ** 2).sum() for w, s in pairs)
+        return 0.5 * self.config.l2sp * torch.as_tensor(distance)
 
     def on_train_epoch_start(self) -> None:
         # Every random draw of an epoch (augmentation, degradations, dropout, sampled labels) comes
@@ -119,6 +135,8 @@ class FerClassifier(L.LightningModule):
                 train_logits, self._train_targets(targets), weight=self.class_weights,
                 label_smoothing=self.config.label_smoothing,
             )
+        if self.config.l2sp > 0:
+            loss = loss + self.l2sp_penalty()
         self.train_acc(logits.argmax(dim=1), targets.argmax(dim=1))
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train_acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
@@ -156,10 +174,12 @@ class FerClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         cfg = self.config
-        # L2 on conv and dense weights only (as Keras kernel_regularizer), not on biases or BatchNorm.
-        decay = [p for p in self.model.parameters() if p.ndim > 1]
+        # L2 on conv and dense weights only (as Keras kernel_regularizer), not on biases or BatchNorm;
+        # none with L2-SP, whose pull toward the starting weights replaces it.
+        decay = self._decayed()
         no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [{"params": decay, "weight_decay": 0.0 if cfg.l2sp > 0 else cfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
         optimizer: torch.optim.Optimizer
         if cfg.optimizer == "sgd":
             optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
