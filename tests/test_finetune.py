@@ -15,6 +15,7 @@ from PIL import Image
 import ferkit
 from ferkit.cli import main
 from ferkit.data import load_dataset
+from ferkit.finetune.options import FinetuneOptions
 from ferkit.finetune.recipe import check_data, freeze_features, relabel
 from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
@@ -54,6 +55,9 @@ def test_tiny_finetune_through_the_command_line(tmp_path: Path, capsys: pytest.C
     # the ONNX check is in the report's numbers: model.json must keep agreeing with the exported files
     assert json.loads((run / "before_after.json").read_text())["onnx_check"]["fp32_vs_torch_max_logit_diff"] < 1e-3
     assert len(json.loads((run / "history.json").read_text())) == 2
+    # the default recipe pulls the weights toward the starting model's (L2-SP) instead of decaying them
+    assert metadata["training"]["l2sp"] == FinetuneOptions().l2sp > 0
+    assert metadata["finetune"]["options"]["l2sp"] == FinetuneOptions().l2sp
     # the report's numbers are those of ferkit.load(RUN) (ONNX fp32) on the test split
     test = relabel(load_dataset(ds), EMOTIONS).split("test")
     recognizer = ferkit.load(run)

@@ -31,7 +31,7 @@ class FinetuneOptions:
     batch_size: int = 64
     patience: int = 3
     degrade: float = 0.5
-    l2sp: float = 0.0
+    l2sp: float = 0.3
     head_only: bool = False
     seed: int = 0
     ferplus: str | None = None
