@@ -75,8 +75,7 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
 
     options = FinetuneOptions(start=args.start, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                               patience=args.patience, degrade=args.degrade, l2sp=args.l2sp, head_only=args.head_only,
-                              seed=args.seed,
-                              ferplus=args.ferplus, progress=not args.no_progress)
+                              seed=args.seed, ferplus=args.ferplus, progress=not args.no_progress)
     run = finetune(args.dataset, args.out, options)
     print(f"run folder: {run}\nreport: {run / 'report.md'}")
 

@@ -93,9 +93,9 @@ class FerClassifier(L.LightningModule):
 
     def l2sp_penalty(self) -> torch.Tensor:
         """l2sp / 2 x the squared distance of the trained conv and dense weights from their start."""
-        pairs = [(w, s) for w, s in zip(self._decayed(), self.l2sp_start.buffers()) if w.requires_grad]
-        distance = sum(((w - s) ** 2).sum() for w, s in pairs)
-        return 0.5 * self.config.l2sp * torch.as_tensor(distance)
+        distance = sum((((w - s) ** 2).sum() for w, s in zip(self._decayed(), self.l2sp_start.buffers())
+                        if w.requires_grad), torch.zeros(()))
+        return 0.5 * self.config.l2sp * distance
 
     def on_train_epoch_start(self) -> None:
         # Every random draw of an epoch (augmentation, degradations, dropout, sampled labels) comes
