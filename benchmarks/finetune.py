@@ -14,10 +14,10 @@ wall time of each step.
 
 To compare recipes without reading FER+ test, ``--select`` builds the domain from a seeded half of
 FER+ Valid and scores the general accuracy given up on the other half, clean (faces neither the
-bundled model nor the fine-tuning saw); ``--lr`` and ``--l2sp`` set the recipe:
+bundled model nor the fine-tuning saw); ``--lr``, ``--l2sp`` and ``--blend`` set the recipe:
 
     python benchmarks/finetune.py --data DATA --work /tmp/ft-a --select
-    python benchmarks/finetune.py --data DATA --work /tmp/ft-b --select --l2sp 1
+    python benchmarks/finetune.py --data DATA --work /tmp/ft-b --select --blend 1 --seed 1
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def main() -> None:
                              "half; FER+ test is not read")
     parser.add_argument("--lr", type=float, default=FinetuneOptions.lr)
     parser.add_argument("--l2sp", type=float, default=FinetuneOptions.l2sp)
+    parser.add_argument("--blend", type=float, default=FinetuneOptions.blend)
     args = parser.parse_args()
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -128,7 +129,8 @@ def main() -> None:
     build_dataset(table, work / "ds", crops=True, seed=args.seed, progress=False)
     times["dataset build"] = time.perf_counter() - start
     start = time.perf_counter()
-    options = FinetuneOptions(lr=args.lr, l2sp=args.l2sp, ferplus=None if args.select else args.data, progress=False)
+    options = FinetuneOptions(lr=args.lr, l2sp=args.l2sp, blend=args.blend, ferplus=None if args.select else args.data,
+                              progress=False)
     run = finetune(work / "ds", work / "run", options)
     times["finetune + report"] = time.perf_counter() - start
     numbers = json.loads((run / "before_after.json").read_text())
@@ -143,14 +145,16 @@ def main() -> None:
         general = f"FER+ test ({fer['after']['faces']} faces)"
     rise = user["after"]["accuracy"] - user["before"]["accuracy"]
     drop = fer["before"]["accuracy"] - fer["after"]["accuracy"]
-    print(f"recipe: lr {args.lr}, l2sp {args.l2sp}; {numbers['train_faces']} train, {numbers['valid_faces']} valid faces")
+    print(f"recipe: lr {args.lr}, l2sp {args.l2sp}, blend {args.blend}; {numbers['train_faces']} train, "
+          f"{numbers['valid_faces']} valid faces")
     print(f"shifted domain, held-out subjects ({user['after']['faces']} faces): accuracy "
           f"{100 * user['before']['accuracy']:.2f}% -> {100 * user['after']['accuracy']:.2f}% ({100 * rise:+.2f} points); "
           f"balanced {100 * user['before']['balanced_accuracy']:.2f}% -> {100 * user['after']['balanced_accuracy']:.2f}%; "
           f"start with prior='uniform' {100 * user['before_uniform']['accuracy']:.2f}%; "
           f"fine-tuned int8 {100 * user['after_int8']['accuracy']:.2f}%")
-    print(f"{general}: {100 * fer['before']['accuracy']:.2f}% -> "
-          f"{100 * fer['after']['accuracy']:.2f}% ({-100 * drop:+.2f} points)")
+    print(f"{general}: accuracy {100 * fer['before']['accuracy']:.2f}% -> "
+          f"{100 * fer['after']['accuracy']:.2f}% ({-100 * drop:+.2f} points); balanced "
+          f"{100 * fer['before']['balanced_accuracy']:.2f}% -> {100 * fer['after']['balanced_accuracy']:.2f}%")
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
     print(f"rise >= {100 * MIN_RISE:.0f} points: {'yes' if rise >= MIN_RISE else 'NO'}; "
           f"general accuracy given up <= {100 * MAX_FERPLUS_DROP:.0f} points: {'yes' if drop <= MAX_FERPLUS_DROP else 'NO'}")

@@ -58,6 +58,8 @@ def test_tiny_finetune_through_the_command_line(tmp_path: Path, capsys: pytest.C
     # the default recipe pulls the weights toward the starting model's (L2-SP) instead of decaying them
     assert metadata["training"]["l2sp"] == FinetuneOptions().l2sp > 0
     assert metadata["finetune"]["options"]["l2sp"] == FinetuneOptions().l2sp
+    # and keeps part of the way from the start to the fine-tuned weights (WiSE-FT)
+    assert metadata["finetune"]["options"]["blend"] == FinetuneOptions().blend < 1
     # the report's numbers are those of ferkit.load(RUN) (ONNX fp32) on the test split
     test = relabel(load_dataset(ds), EMOTIONS).split("test")
     recognizer = ferkit.load(run)
@@ -90,6 +92,15 @@ def test_relabel_keeps_every_output_of_the_model(tmp_path: Path):
         np.testing.assert_array_equal(mapped.splits[split].labels,
                                       [EMOTIONS.index(TRAINED[k]) for k in raw.labels])
     assert check_data(mapped) == []
+
+
+def test_a_blend_outside_0_to_1_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    ds = _write_folder(tmp_path / "ds", {"train": {"happy": 6}, "valid": {"happy": 2}})
+    for blend in ("0", "1.5"):
+        assert main(["finetune", str(ds), "--blend", blend, "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+        assert f"--blend {float(blend)}: give the share of the fine-tuning's change to keep, in (0, 1]" in \
+            capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def _write_folder(root: Path, counts: dict[str, dict[str, int]]) -> Path:

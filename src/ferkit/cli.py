@@ -74,8 +74,9 @@ def _cmd_finetune(args: argparse.Namespace) -> None:
     from ferkit.finetune.recipe import finetune
 
     options = FinetuneOptions(start=args.start, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                              patience=args.patience, degrade=args.degrade, l2sp=args.l2sp, head_only=args.head_only,
-                              seed=args.seed, ferplus=args.ferplus, progress=not args.no_progress)
+                              patience=args.patience, degrade=args.degrade, l2sp=args.l2sp, blend=args.blend,
+                              head_only=args.head_only, seed=args.seed, ferplus=args.ferplus,
+                              progress=not args.no_progress)
     run = finetune(args.dataset, args.out, options)
     print(f"run folder: {run}\nreport: {run / 'report.md'}")
 
@@ -349,6 +350,10 @@ def _add_finetune_commands(commands: Any) -> None:
     finetune.add_argument("--l2sp", type=float, default=defaults.l2sp,
                           help="pull of the weights toward the starting model's (L2-SP), 0 turns it off "
                                f"(default {defaults.l2sp})")
+    finetune.add_argument("--blend", type=float, default=defaults.blend,
+                          help="share of the fine-tuning's change kept: the weights end at start + BLEND x "
+                               "(fine-tuned - start), which keeps more of the starting model's general accuracy; "
+                               f"1 keeps the fine-tuned weights (default {defaults.blend})")
     finetune.add_argument("--head-only", action="store_true", help="train the last layer only (very small data sets)")
     finetune.add_argument("--seed", type=int, default=defaults.seed)
     finetune.add_argument("--ferplus", help="FER+ folder or .tar.gz: the report also scores both models on FER+ test")

@@ -19,6 +19,9 @@ class FinetuneOptions:
             noise, JPEG).
         l2sp: strength of the pull of the conv and dense weights toward the starting model's
             (L2-SP, in place of weight decay), which keeps what the model knew of other faces.
+        blend: share of the fine-tuning's change the run keeps: its weights are start + blend x
+            (fine-tuned - start), BatchNorm statistics included (WiSE-FT), then recalibrated;
+            1 keeps the fine-tuned weights. Most of the gain stays, most of the loss elsewhere goes.
         head_only: train the last layer only (for very small data sets; BatchNorm statistics kept).
         seed: the run's seed.
         ferplus: FER+ data (folder or .tar.gz) for the report's general-accuracy check, or None.
@@ -32,6 +35,7 @@ class FinetuneOptions:
     patience: int = 3
     degrade: float = 0.5
     l2sp: float = 0.3
+    blend: float = 0.8
     head_only: bool = False
     seed: int = 0
     ferplus: str | None = None

@@ -1,9 +1,10 @@
 """`ferkit finetune`: adapt a trained model to a user's own faces in minutes on a laptop CPU.
 
 The recipe: start from the model's weights and preprocessing; train every layer (or the head
-only) at a low learning rate with the usual augmentation plus camera degradations, for a few
-epochs with early stopping on the user's valid split; refit the class prior and temperature on
-that split (the uniform prior kept); export ONNX fp32 and int8 and check them; write a
+only) at a low learning rate with the usual augmentation plus camera degradations, the weights
+pulled toward the start (L2-SP), for a few epochs with early stopping on the user's valid split;
+keep part of the way from the start to the fine-tuned weights (WiSE-FT); refit the class prior
+and temperature on that split (the uniform prior kept); export ONNX fp32 and int8 and check them; write a
 before/after report.
 """
 
@@ -21,13 +22,14 @@ from torch import nn
 from ferkit.data.augment import AugmentConfig
 from ferkit.data.dataset import FaceData, RawSplit
 from ferkit.data.load import load_dataset
-from ferkit.errors import CheckpointError, DataError
+from ferkit.errors import CheckpointError, ConfigError, DataError
 from ferkit.finetune.dataset import MIN_FACES_PER_EMOTION
 from ferkit.finetune.options import FinetuneOptions
 from ferkit.inference.bundled import ONNX_FILES, resolve_model
 from ferkit.inference.checkpoint import load_model, update_metadata
 from ferkit.training.config import TrainConfig
 from ferkit.training.fit import fit
+from ferkit.training.soup import write_average
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +154,8 @@ def finetune(dataset: str | Path, out: str | Path, options: FinetuneOptions | No
     from ferkit.evaluation.before_after import write_before_after
 
     options = options or FinetuneOptions()
+    if not 0 < options.blend <= 1:
+        raise ConfigError(f"--blend {options.blend}: give the share of the fine-tuning's change to keep, in (0, 1]")
     dataset, out = Path(dataset).expanduser(), Path(out).expanduser()
     if options.ferplus is not None and not Path(options.ferplus).expanduser().exists():
         raise DataError(f"--ferplus {options.ferplus}: no such file or folder; give the FER+ folder or "
@@ -165,6 +169,9 @@ def finetune(dataset: str | Path, out: str | Path, options: FinetuneOptions | No
     trained = [e for e in start.labels if counts["train"].get(e, 0) > 0]
     config = finetune_config(dataset, out, start.metadata, options)
     run = fit(config, data=data, prepare=freeze_features if options.head_only else None)
+    if options.blend < 1:
+        # WiSE-FT: keep part of the way from the start, which gives up far less of its general accuracy
+        write_average([start, load_model(run)], [1 - options.blend, options.blend], run, data, {})
     update_metadata(run, {"finetune": {
         "start": options.start, "start_sha256": start.metadata.get("sha256"), "options": asdict(options),
         "emotions_trained": trained, "emotions_never_seen": [e for e in start.labels if e not in trained],

@@ -1,0 +1,56 @@
+"""Weight averaging of models that share one architecture and one start: the fine-tuning blend
+(WiSE-FT, Wortsman et al. 2022) and model soups (Wortsman et al. 2022). Networks fine-tuned from
+the same weights stay in one basin, so the points between them are models too, often better than
+either end; this writes such a point as a weights folder, calibrated like a trained run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ferkit.data.datamodule import FerDataModule
+from ferkit.data.dataset import FaceData
+from ferkit.errors import ConfigError
+from ferkit.inference.checkpoint import LoadedModel, save_weights
+from ferkit.training.calibrate import calibrate_weights
+
+#: What a description keeps of measurements made on other weights: nothing.
+MEASURED_KEYS = ("metrics", "selection", "test_metrics", "test_metrics_tta", "test_metrics_uniform")
+
+
+def weight_average(states: Sequence[Mapping[str, torch.Tensor]], shares: Sequence[float]) -> dict[str, torch.Tensor]:
+    """sum(share x state) of every float tensor, BatchNorm statistics included; the other tensors
+    (BatchNorm's batch counters) are the last state's. The states must have the same tensors."""
+    if len(states) != len(shares) or not states:
+        raise ConfigError(f"weight averaging needs one share per model; got {len(states)} models, {len(shares)} shares")
+    names = set(states[0])
+    for state in states[1:]:
+        if set(state) != names or any(state[n].shape != states[0][n].shape for n in names):
+            raise ConfigError("the models' tensors differ: only models of one architecture can be averaged")
+    last = states[-1]
+    return {name: sum((share * state[name] for share, state in zip(shares, states)), torch.zeros_like(tensor))
+            if tensor.is_floating_point() else tensor for name, tensor in last.items()}
+
+
+def write_average(models: Sequence[LoadedModel], shares: Sequence[float], out: str | Path, data: FaceData,
+                  record: dict[str, Any]) -> Path:
+    """Write the weight average of ``models`` into ``out``, calibrated on ``data``'s valid split (both
+    priors, the training prior under the last model's label mode) like a trained run; returns ``out``.
+
+    The description is the last model's (its measurements left out) plus ``record``; the last
+    model's module receives the averaged weights.
+    """
+    last = models[-1]
+    for model in models[:-1]:
+        if model.labels != last.labels or model.metadata["model"] != last.metadata["model"] \
+                or model.metadata["model_kwargs"] != last.metadata["model_kwargs"]:
+            raise ConfigError(f"{model.path} and {last.path} are not one architecture with one label order")
+    last.model.load_state_dict(weight_average([m.model.state_dict() for m in models], shares))
+    description = {key: value for key, value in last.metadata.items() if key not in MEASURED_KEYS}
+    save_weights(last.model, out, {**description, **record})
+    module = FerDataModule(data, last.metadata.get("label_mode", "majority"))
+    calibrate_weights(out, module.valid, module.class_prior())
+    return Path(out)

@@ -1,0 +1,58 @@
+"""Weight averaging (training/soup.py): the fine-tuning blend and model soups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ferkit.data import load_dataset
+from ferkit.errors import ConfigError
+from ferkit.inference.bundled import resolve_model
+from ferkit.inference.checkpoint import load_model, save_weights
+from ferkit.models import create_model
+from ferkit.training.soup import weight_average, write_average
+
+
+def _shifted_fast(folder: Path, seed: int) -> Path:
+    """The bundled fast model with every float tensor raised by a positive random amount (variances
+    stay positive) and every BatchNorm batch counter by 7."""
+    loaded = load_model(resolve_model("fast"))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in loaded.model.state_dict().values():
+            tensor.add_(torch.rand(tensor.shape, generator=generator) if tensor.is_floating_point() else 7)
+    save_weights(loaded.model, folder, {**loaded.metadata, "temperature": 5.0})
+    return folder
+
+
+def test_an_average_puts_every_tensor_at_its_shares_and_is_calibrated_again(tmp_path: Path, ferplus_dir: Path):
+    start, tuned = load_model(resolve_model("fast")), load_model(_shifted_fast(tmp_path / "tuned", 0))
+    before, after = start.model.state_dict(), {k: v.clone() for k, v in tuned.model.state_dict().items()}
+    out = write_average([start, tuned], [0.75, 0.25], tmp_path / "blend", load_dataset(ferplus_dir), {"blend": 0.25})
+    blended = load_model(out)
+    for name, tensor in blended.model.state_dict().items():
+        expected = 0.75 * before[name] + 0.25 * after[name] if tensor.is_floating_point() else after[name]
+        torch.testing.assert_close(tensor, expected, rtol=0, atol=1e-6, msg=name)
+    # calibrated on the valid split again (the stored temperature refitted), the record kept,
+    # and no measurement of other weights carried over
+    assert blended.metadata["calibration"]["faces"] == len(load_dataset(ferplus_dir).split("valid"))
+    assert blended.metadata["temperature"] != 5.0 and blended.metadata["blend"] == 0.25
+    assert "test_metrics" in start.metadata and "test_metrics" not in blended.metadata
+
+
+def test_three_models_average_with_their_shares(tmp_path: Path):
+    states = [load_model(_shifted_fast(tmp_path / str(k), k)).model.state_dict() for k in range(3)]
+    average = weight_average(states, [0.5, 0.3, 0.2])
+    name = next(n for n, t in average.items() if t.is_floating_point())
+    torch.testing.assert_close(average[name], 0.5 * states[0][name] + 0.3 * states[1][name] + 0.2 * states[2][name])
+
+
+def test_models_of_other_architectures_or_missing_shares_are_refused(tmp_path: Path):
+    fast = load_model(resolve_model("fast")).model.state_dict()
+    other = create_model("fernet", num_classes=8).state_dict()
+    with pytest.raises(ConfigError, match="only models of one architecture"):
+        weight_average([fast, other], [0.5, 0.5])
+    with pytest.raises(ConfigError, match="one share per model"):
+        weight_average([fast, fast], [1.0])
