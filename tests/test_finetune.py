@@ -17,6 +17,8 @@ from ferkit.cli import main
 from ferkit.data import load_dataset
 from ferkit.finetune.options import FinetuneOptions
 from ferkit.finetune.recipe import check_data, freeze_features, relabel
+from ferkit.inference.bundled import resolve_model
+from ferkit.inference.checkpoint import load_model
 from ferkit.labels import EMOTIONS
 from ferkit.models import create_model
 
@@ -58,8 +60,16 @@ def test_tiny_finetune_through_the_command_line(tmp_path: Path, capsys: pytest.C
     # the default recipe pulls the weights toward the starting model's (L2-SP) instead of decaying them
     assert metadata["training"]["l2sp"] == FinetuneOptions().l2sp > 0
     assert metadata["finetune"]["options"]["l2sp"] == FinetuneOptions().l2sp
-    # and keeps part of the way from the start to the fine-tuned weights (WiSE-FT)
-    assert metadata["finetune"]["options"]["blend"] == FinetuneOptions().blend < 1
+    # and keeps part of the way from the start to the fine-tuned weights (WiSE-FT), which stay in unblended/
+    share = FinetuneOptions().blend
+    assert metadata["finetune"]["options"]["blend"] == metadata["blend"]["share"] == share < 1
+    start, tuned, blended = (load_model(p).model.state_dict() for p in (resolve_model("fast"), run / "unblended", run))
+    assert metadata["blend"]["unblended_sha256"] == load_model(run / "unblended").metadata["sha256"]
+    for name, tensor in blended.items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, (1 - share) * start[name] + share * tuned[name], msg=name)
+    assert any(not torch.equal(tuned[n], start[n]) for n in start)  # it did fine-tune
+    assert f"(`--blend {share}`)" in (run / "report.md").read_text()
     # the report's numbers are those of ferkit.load(RUN) (ONNX fp32) on the test split
     test = relabel(load_dataset(ds), EMOTIONS).split("test")
     recognizer = ferkit.load(run)
@@ -77,6 +87,18 @@ def test_tiny_finetune_through_the_command_line(tmp_path: Path, capsys: pytest.C
     assert main(["finetune", str(ds), "--out", str(run), "--no-progress"]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert ferkit.load(run, precision="int8").classify(test.images[:2]).shape == (2, 8)
+
+
+@pytest.mark.slow
+def test_blend_1_keeps_the_fine_tuned_weights(tmp_path: Path):
+    ds, run = tmp_path / "ds", tmp_path / "run"
+    assert main(["dataset", "build", str(_crops_csv(tmp_path / "crops", per_emotion=10)), str(ds), "--crops",
+                 "--no-progress"]) == 0
+    assert main(["finetune", str(ds), "--out", str(run), "--epochs", "1", "--blend", "1", "--no-progress"]) == 0
+    metadata = json.loads((run / "model.json").read_text())
+    assert "blend" not in metadata and not (run / "unblended").exists()
+    assert metadata["finetune"]["options"]["blend"] == 1
+    assert "--blend" not in (run / "report.md").read_text()
 
 
 def test_relabel_keeps_every_output_of_the_model(tmp_path: Path):

@@ -39,14 +39,16 @@ def test_an_average_puts_every_tensor_at_its_shares_and_is_calibrated_again(tmp_
     # and no measurement of other weights carried over
     assert blended.metadata["calibration"]["faces"] == len(load_dataset(ferplus_dir).split("valid"))
     assert blended.metadata["temperature"] != 5.0 and blended.metadata["blend"] == 0.25
-    assert "test_metrics" in start.metadata and "test_metrics" not in blended.metadata
+    assert {"metrics", "test_metrics"} <= set(tuned.metadata) and not {"metrics", "test_metrics"} & set(blended.metadata)
 
 
 def test_three_models_average_with_their_shares(tmp_path: Path):
     states = [load_model(_shifted_fast(tmp_path / str(k), k)).model.state_dict() for k in range(3)]
     average = weight_average(states, [0.5, 0.3, 0.2])
-    name = next(n for n, t in average.items() if t.is_floating_point())
-    torch.testing.assert_close(average[name], 0.5 * states[0][name] + 0.3 * states[1][name] + 0.2 * states[2][name])
+    for name, tensor in average.items():
+        expected = 0.5 * states[0][name] + 0.3 * states[1][name] + 0.2 * states[2][name]
+        torch.testing.assert_close(tensor, expected if tensor.is_floating_point() else states[2][name], msg=name)
+        assert tensor is not states[2][name]  # a new tensor, never the last model's own
 
 
 def test_models_of_other_architectures_or_missing_shares_are_refused(tmp_path: Path):
@@ -56,3 +58,6 @@ def test_models_of_other_architectures_or_missing_shares_are_refused(tmp_path: P
         weight_average([fast, other], [0.5, 0.5])
     with pytest.raises(ConfigError, match="one share per model"):
         weight_average([fast, fast], [1.0])
+    for shares in ([-1.0, 2.0], [0.5, 0.6]):  # a negative share or a sum other than 1 scales the variances
+        with pytest.raises(ConfigError, match="shares of 0 or more that sum to 1"):
+            weight_average([fast, fast], shares)

@@ -109,6 +109,11 @@ def _markdown(numbers: dict[str, Any], run: Path) -> str:
         "",
         f"Emotions fine-tuned on: {', '.join(names)}.",
     ]
+    if numbers["blend"]:
+        share = numbers["blend"]["share"]
+        lines += ["", f"The fine-tuned model keeps {100 * share:.0f}% of the way from the starting weights to the fully "
+                      f"fine-tuned ones (`--blend {share}`), which gives up less general accuracy; the fully fine-tuned "
+                      f"weights are in `{numbers['blend']['unblended']}/` (`ferkit.load` loads them too)."]
     if numbers["emotions_never_seen"]:
         lines += ["", f"**Never seen in your data: {', '.join(numbers['emotions_never_seen'])}.** The fine-tuned "
                       "model keeps their outputs but was never shown them (it may predict them less often than the "
@@ -163,6 +168,7 @@ def write_before_after(run: Path, start: str, data: FaceData, ferplus: str | Pat
         "start": start, "data": data.source, "user_split": user_split, "user": user,
         "train_faces": len(data.split("train")), "valid_faces": len(data.split("valid")),
         "emotions_trained": ft["emotions_trained"], "emotions_never_seen": ft["emotions_never_seen"],
+        "blend": metadata.get("blend"),
         "onnx_check": onnx_check, "notes": notes,
     }
     names = tuple(data.classes)

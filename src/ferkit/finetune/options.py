@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ferkit.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class FinetuneOptions:
@@ -21,7 +23,8 @@ class FinetuneOptions:
             (L2-SP, in place of weight decay), which keeps what the model knew of other faces.
         blend: share of the fine-tuning's change the run keeps: its weights are start + blend x
             (fine-tuned - start), BatchNorm statistics included (WiSE-FT), then recalibrated;
-            1 keeps the fine-tuned weights. Most of the gain stays, most of the loss elsewhere goes.
+            1 keeps the fine-tuned weights. Most of the gain stays, much of the loss elsewhere goes;
+            the fine-tuned weights are kept in the run's ``unblended/`` folder.
         head_only: train the last layer only (for very small data sets; BatchNorm statistics kept).
         seed: the run's seed.
         ferplus: FER+ data (folder or .tar.gz) for the report's general-accuracy check, or None.
@@ -40,3 +43,7 @@ class FinetuneOptions:
     seed: int = 0
     ferplus: str | None = None
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.blend <= 1:  # also refuses NaN
+            raise ConfigError(f"--blend {self.blend}: give the share of the fine-tuning's change to keep, in (0, 1]")

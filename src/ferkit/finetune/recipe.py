@@ -11,6 +11,7 @@ before/after report.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -22,17 +23,19 @@ from torch import nn
 from ferkit.data.augment import AugmentConfig
 from ferkit.data.dataset import FaceData, RawSplit
 from ferkit.data.load import load_dataset
-from ferkit.errors import CheckpointError, ConfigError, DataError
+from ferkit.errors import CheckpointError, DataError
 from ferkit.finetune.dataset import MIN_FACES_PER_EMOTION
 from ferkit.finetune.options import FinetuneOptions
 from ferkit.inference.bundled import ONNX_FILES, resolve_model
-from ferkit.inference.checkpoint import load_model, update_metadata
+from ferkit.inference.checkpoint import METADATA_FILE, LoadedModel, load_model, update_metadata
 from ferkit.training.config import TrainConfig
 from ferkit.training.fit import fit
 from ferkit.training.soup import write_average
 
 logger = logging.getLogger(__name__)
 
+#: The run's subfolder that keeps the fine-tuned weights when they are blended with the start's.
+UNBLENDED_FOLDER = "unblended"
 #: Largest difference allowed between the ONNX fp32 model's logits and torch's.
 MAX_ONNX_LOGIT_DIFF = 1e-3
 #: Faces the int8 ranges are calibrated on (the user's train and valid faces, never test).
@@ -54,6 +57,20 @@ def relabel(data: FaceData, labels: tuple[str, ...]) -> FaceData:
             raise DataError(f"{data.source}: fine-tuning needs hard labels (an image folder from `ferkit dataset build`)")
         splits[name] = RawSplit(raw.names, raw.images, labels=mapping[raw.labels])
     return FaceData(splits=splits, classes=tuple(labels), source=data.source, fingerprint=data.fingerprint, kind=data.kind)
+
+
+def blend(run: Path, start: LoadedModel, share: float, data: FaceData) -> None:
+    """Keep ``share`` of the way from ``start`` to the run's fine-tuned weights (WiSE-FT), which gives
+    up far less of the start's general accuracy; the fine-tuned weights stay in ``run/unblended/``.
+    The blend is calibrated on the valid split again (fit() calibrated the fine-tuned weights)."""
+    tuned = load_model(run)
+    unblended = run / UNBLENDED_FOLDER
+    unblended.mkdir()
+    for file in (tuned.path, tuned.path.with_name(METADATA_FILE)):
+        shutil.copy2(file, unblended / file.name)
+    write_average([start, tuned], [1 - share, share], run, data, {"blend": {
+        "share": share, "start_sha256": start.metadata.get("sha256"), "unblended": UNBLENDED_FOLDER,
+        "unblended_sha256": tuned.metadata.get("sha256")}})
 
 
 def split_counts(data: FaceData) -> dict[str, dict[str, int]]:
@@ -154,8 +171,6 @@ def finetune(dataset: str | Path, out: str | Path, options: FinetuneOptions | No
     from ferkit.evaluation.before_after import write_before_after
 
     options = options or FinetuneOptions()
-    if not 0 < options.blend <= 1:
-        raise ConfigError(f"--blend {options.blend}: give the share of the fine-tuning's change to keep, in (0, 1]")
     dataset, out = Path(dataset).expanduser(), Path(out).expanduser()
     if options.ferplus is not None and not Path(options.ferplus).expanduser().exists():
         raise DataError(f"--ferplus {options.ferplus}: no such file or folder; give the FER+ folder or "
@@ -170,8 +185,7 @@ def finetune(dataset: str | Path, out: str | Path, options: FinetuneOptions | No
     config = finetune_config(dataset, out, start.metadata, options)
     run = fit(config, data=data, prepare=freeze_features if options.head_only else None)
     if options.blend < 1:
-        # WiSE-FT: keep part of the way from the start, which gives up far less of its general accuracy
-        write_average([start, load_model(run)], [1 - options.blend, options.blend], run, data, {})
+        blend(run, start, options.blend, data)
     update_metadata(run, {"finetune": {
         "start": options.start, "start_sha256": start.metadata.get("sha256"), "options": asdict(options),
         "emotions_trained": trained, "emotions_never_seen": [e for e in start.labels if e not in trained],

@@ -26,13 +26,17 @@ def weight_average(states: Sequence[Mapping[str, torch.Tensor]], shares: Sequenc
     (BatchNorm's batch counters) are the last state's. The states must have the same tensors."""
     if len(states) != len(shares) or not states:
         raise ConfigError(f"weight averaging needs one share per model; got {len(states)} models, {len(shares)} shares")
-    names = set(states[0])
+    if min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
+        # other shares would scale the weights and BatchNorm variances, or make them negative
+        raise ConfigError(f"weight averaging needs shares of 0 or more that sum to 1; got {list(shares)}")
+    first = states[0]
     for state in states[1:]:
-        if set(state) != names or any(state[n].shape != states[0][n].shape for n in names):
+        if set(state) != set(first) or any(state[n].shape != first[n].shape or state[n].dtype != first[n].dtype
+                                           for n in first):
             raise ConfigError("the models' tensors differ: only models of one architecture can be averaged")
     last = states[-1]
     return {name: sum((share * state[name] for share, state in zip(shares, states)), torch.zeros_like(tensor))
-            if tensor.is_floating_point() else tensor for name, tensor in last.items()}
+            if tensor.is_floating_point() else tensor.clone() for name, tensor in last.items()}
 
 
 def write_average(models: Sequence[LoadedModel], shares: Sequence[float], out: str | Path, data: FaceData,
@@ -48,6 +52,8 @@ def write_average(models: Sequence[LoadedModel], shares: Sequence[float], out: s
         if model.labels != last.labels or model.metadata["model"] != last.metadata["model"] \
                 or model.metadata["model_kwargs"] != last.metadata["model_kwargs"]:
             raise ConfigError(f"{model.path} and {last.path} are not one architecture with one label order")
+        if model.preprocessing != last.preprocessing:
+            raise ConfigError(f"{model.path}: its preprocessing differs from {last.path}'s; models must see the same faces")
     last.model.load_state_dict(weight_average([m.model.state_dict() for m in models], shares))
     description = {key: value for key, value in last.metadata.items() if key not in MEASURED_KEYS}
     save_weights(last.model, out, {**description, **record})

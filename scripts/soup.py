@@ -1,0 +1,40 @@
+"""Average the weights of models fine-tuned from one start (a model soup, Wortsman et al. 2022) into
+one weights folder of the same architecture and speed, calibrated on FER+ Valid like a trained run.
+
+    python scripts/soup.py fast runs/soup-b runs/soup-c --out runs/soup-fbc [--data DATA] [--shares 0.5 0.25 0.25]
+
+Then compare it with its ingredients on Valid: `python scripts/choose_on_valid.py fast runs/soup-fbc`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ferkit.data import load_dataset
+from ferkit.inference.bundled import resolve_model
+from ferkit.inference.checkpoint import load_model
+from ferkit.training.soup import write_average
+
+DEFAULT_DATA = "../shared/data/ferplus/ferplus.tar.gz"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+", help="bundled names, run folders or .safetensors files")
+    parser.add_argument("--out", required=True, help="the weights folder to write")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="FER+ folder or .tar.gz (its valid split calibrates)")
+    parser.add_argument("--shares", type=float, nargs="+", help="one weight per model (default: equal)")
+    args = parser.parse_args()
+    if Path(args.out).exists() and any(Path(args.out).iterdir()):
+        parser.error(f"{args.out} exists and is not empty; choose a new folder")
+    shares = args.shares or [1 / len(args.models)] * len(args.models)
+    loaded = [load_model(resolve_model(model)) for model in args.models]
+    record = {"soup": {"members": [{"source": m, "sha256": x.metadata.get("sha256")} for m, x in zip(args.models, loaded)],
+                       "shares": shares}}
+    out = write_average(loaded, shares, args.out, load_dataset(args.data, progress=False), record)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
