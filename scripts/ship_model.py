@@ -107,7 +107,7 @@ The first four corruptions are what cameras do to faces (sensor noise of std 8 g
 sigma 1 pixel, JPEG quality 30 with the real codec, a face 24 pixels wide enlarged back to 48); the
 crop rows simulate face detectors that crop tighter (central 80%) or looser (a 10% border) than FER-2013.
 The report with every plot is `reports/{name}/report.md`.
-{onnx_section(name)}"""
+{onnx_section(name)}{tried_section(name)}"""
 
 
 def training_line(metadata: dict) -> str:
@@ -153,6 +153,13 @@ balanced accuracy:
 |---|---|---|{"---|" * len(CAMERA_CORRUPTIONS)}
 {chr(10).join(rows)}
 """
+
+
+def tried_section(name: str) -> str:
+    """What was tried for the model and not shipped (reports/tried/NAME.md, written by hand: each
+    attempt with its command and its Valid numbers), if any."""
+    source = REPO / "reports" / "tried" / f"{name}.md"
+    return "\n" + source.read_text() if source.is_file() else ""
 
 
 def _count(models: int) -> str:
