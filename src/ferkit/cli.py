@@ -284,7 +284,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
             kind = float if isinstance(default, float) or name.startswith("limit_") else int
         else:
             kind = str
-        parser.add_argument(flag, dest=name, type=kind, default=None, help=_TRAIN_HELP.get(name, f"(default: {default!r})"))
+        parser.add_argument(flag, dest=name, type=kind, default=None, help=f"{_TRAIN_HELP.get(name, '')} (default: {default!r})".lstrip())
 
 
 def _augment_help() -> str:
@@ -302,10 +302,10 @@ _TRAIN_HELP = {
                     "to fine-tune them; the architecture must match",
     "teacher": "distil from this trained model (run folder, .safetensors, or a bundled model): the loss mixes its "
                "softened outputs with the labels (--distill-weight, --distill-temperature)",
-    "distill_weight": "share of the teacher's term in the distillation loss, 0-1 (default: 0.5)",
-    "distill_temperature": "softmax temperature of the distillation term (default: 2.0)",
+    "distill_weight": "share of the teacher's term in the distillation loss, 0-1",
+    "distill_temperature": "softmax temperature of the distillation term",
     "l2sp": "fine-tuning: add l2sp/2 x the squared distance of the conv and dense weights from their starting "
-            "values (--init-weights) to the loss, in place of weight decay toward zero (L2-SP; default: 0, off)",
+            "values (--init-weights) to the loss, in place of weight decay toward zero (L2-SP; 0 is off)",
 }
 
 
