@@ -283,3 +283,35 @@ def test_l2sp_pulls_the_weights_toward_their_start(smoke_data: Path, trained_run
 def test_l2sp_needs_starting_weights(smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     assert _train(smoke_data, tmp_path, "--epochs", "1", "--l2sp", "0.1") == 2
     assert "--init-weights" in capsys.readouterr().err
+
+
+def test_mixup_blends_each_face_and_its_label_at_the_same_share():
+    from ferkit.training.module import mixup
+
+    # faces of class 0 are black, faces of class 1 white: a mixed face's gray level is its class-1 share
+    x = torch.cat([torch.zeros(8, 1, 4, 4), torch.ones(8, 1, 4, 4)]).contiguous(memory_format=torch.channels_last)
+    targets = torch.nn.functional.one_hot(torch.tensor([0] * 8 + [1] * 8), len(EMOTIONS)).float()
+    shares = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        mixed, mixed_targets = mixup(x, targets, alpha=0.4)
+        level = mixed.mean(dim=(1, 2, 3))
+        assert torch.allclose(mixed, level[:, None, None, None].expand_as(mixed))  # one partner per face
+        assert torch.allclose(mixed_targets[:, 1], level, atol=1e-6)
+        assert torch.allclose(mixed_targets.sum(dim=1), torch.ones(16))
+        torch.manual_seed(seed)
+        assert torch.equal(mixup(x, targets, alpha=0.4)[0], mixed)  # the seeded generator decides
+        shares.add(tuple(sorted({round(v, 4) for v in level.tolist()})))
+    assert len(shares) > 1  # a new share per batch
+
+
+def test_mixup_changes_the_training_and_is_recorded(smoke_data: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]):
+    common = ["--epochs", "1", "--label-mode", "majority"]
+    assert main(["train", "--data", str(smoke_data), "--out", str(tmp_path), "--name", "plain", "--model", "fernet",
+                 "--batch-size", "32", "--no-progress", "--seed", "1", *common]) == 0
+    assert _train(smoke_data, tmp_path, *common, "--mixup", "0.4") == 0
+    assert json.loads((tmp_path / "smoke" / "model.json").read_text())["training"]["mixup"] == 0.4
+    assert _distance(tmp_path / "smoke", tmp_path / "plain") > 0
+    assert _train(smoke_data, tmp_path, "--epochs", "1", "--mixup", "-1", "--name", "bad") == 2
+    assert "mixup" in capsys.readouterr().err

@@ -306,6 +306,8 @@ _TRAIN_HELP = {
     "distill_temperature": "softmax temperature of the distillation term",
     "l2sp": "fine-tuning: add l2sp/2 x the squared distance of the conv and dense weights from their starting "
             "values (--init-weights) to the loss, in place of weight decay toward zero (L2-SP; 0 is off)",
+    "mixup": "mixup's alpha: each batch is blended with a shuffled copy of itself, images and labels with one "
+             "share drawn from Beta(alpha, alpha) (0 is off; 0.2 is usual)",
 }
 
 

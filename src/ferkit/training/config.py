@@ -53,6 +53,7 @@ class TrainConfig:
     monitor: str = "val_loss"
     early_stopping_patience: int = 10
     label_smoothing: float = 0.0
+    mixup: float = 0.0
     class_balance: str = "none"
     logit_adjust_tau: float = 1.0
     augment: dict[str, Any] = field(default_factory=lambda: AugmentConfig().to_dict())
@@ -98,6 +99,8 @@ class TrainConfig:
             raise ConfigError("l2sp pulls the weights toward their starting values: give --init-weights")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError("label_smoothing must be in [0, 1)")
+        if self.mixup < 0:
+            raise ConfigError("mixup (the Beta distribution's alpha) must be at least 0; 0 is off")
         try:
             AugmentConfig(**self.augment)
         except TypeError as exc:

@@ -34,6 +34,15 @@ def distillation_loss(
     return (1 - weight) * hard + weight * soft
 
 
+def mixup(x: torch.Tensor, targets: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al., ICLR 2018): each face blended with another face of the batch, and its
+    label distribution ``targets`` (N, C) with that face's at the same share, drawn once per batch
+    from Beta(alpha, alpha) with torch's generator (seeded per epoch, so resuming repeats it)."""
+    share = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = torch.randperm(len(x), device=x.device)
+    return share * x + (1 - share) * x[partner], share * targets + (1 - share) * targets[partner]
+
+
 class FerClassifier(L.LightningModule):
     """Trains ``model`` under ``config``.
 
@@ -122,17 +131,23 @@ class FerClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, targets = batch
+        train_targets = self._train_targets(targets)
+        if self.config.mixup > 0:
+            if train_targets.ndim == 1:  # class indices (majority or sampled votes) as distributions
+                train_targets = F.one_hot(train_targets, targets.shape[1]).float()
+            x, train_targets = mixup(x, train_targets, self.config.mixup)
+            targets = train_targets
         logits = self(x).float()
         train_logits = logits + self.logit_offset if self.logit_offset is not None else logits
         if self._teacher:
             teacher = self._teacher[0].to(x.device)
             with torch.no_grad():
                 teacher_logits = teacher(x).float()
-            loss = distillation_loss(train_logits, self._train_targets(targets), teacher_logits,
+            loss = distillation_loss(train_logits, train_targets, teacher_logits,
                                      self.config.distill_weight, self.config.distill_temperature)
         else:
             loss = F.cross_entropy(
-                train_logits, self._train_targets(targets), weight=self.class_weights,
+                train_logits, train_targets, weight=self.class_weights,
                 label_smoothing=self.config.label_smoothing,
             )
         if self.config.l2sp > 0:
