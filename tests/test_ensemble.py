@@ -97,6 +97,28 @@ def test_an_ensemble_run_computes_what_its_members_compute(ensemble_run: Path, t
     np.testing.assert_array_equal(tta.raw_logits(faces), torch_backend.raw_logits(faces))
 
 
+def test_an_ensemble_joined_with_a_run_adds_its_members_one_by_one(ensemble_run: Path, trained_run: Path,
+                                                                  smoke_data: Path, tmp_path: Path):
+    from ferkit.data import load_dataset
+    from ferkit.training.ensemble import build_ensemble
+
+    data = load_dataset(smoke_data, cache_dir=tmp_path / "cache", progress=False)
+    grown = load_model(build_ensemble([ensemble_run, trained_run], tmp_path / "grown", data))
+    inner = load_model(ensemble_run)
+    assert [m["sha256"] for m in grown.metadata["members"]] == [m["sha256"] for m in inner.metadata["members"]] + [
+        load_model(trained_run).metadata["sha256"]]
+    assert grown.metadata["model_kwargs"]["members"] == inner.metadata["model_kwargs"]["members"] + [
+        member_spec(load_model(trained_run).metadata["model"], load_model(trained_run).metadata["model_kwargs"])]
+    assert isinstance(grown.model, Ensemble) and len(grown.model.members) == 3
+    faces = torch.rand(4, 1, 48, 48)
+    with torch.no_grad():  # the mean over three networks, not of the inner ensemble and the run
+        expected = torch.stack([F.log_softmax(torch.cat([m(faces), m(faces.flip(-1))]), dim=1).view(2, 4, -1).mean(0)
+                                for m in [*inner.model.members, load_model(trained_run).model.eval()]]).mean(0)
+        np.testing.assert_allclose(grown.model.eval()(faces), expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="mirror"):
+        build_ensemble([ensemble_run, trained_run], tmp_path / "plain", data, mirror=False)
+
+
 def test_an_ensemble_exports_to_onnx_and_runs_there_as_in_torch(ensemble_run: Path, tmp_path: Path):
     from ferkit.inference.onnx_backend import OnnxClassifier, export_onnx
 

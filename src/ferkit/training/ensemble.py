@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from ferkit.data.datamodule import FerDataModule
 from ferkit.data.dataset import FaceData
 from ferkit.errors import ConfigError
@@ -30,9 +32,27 @@ def _member_record(source: ModelSource, loaded: LoadedModel) -> dict[str, Any]:
     return record
 
 
+def _networks(source: ModelSource, model: LoadedModel, mirror: bool) -> list[tuple[dict[str, Any], nn.Module, dict[str, Any]]]:
+    """Each network of ``model`` (spec, module, record): the model itself, or an ensemble's members,
+    so that a bundled ensemble such as ``accurate`` can be extended with new networks; every network
+    of the new ensemble then weighs alike."""
+    if model.metadata["model"] != ENSEMBLE:
+        return [(member_spec(model.metadata["model"], model.metadata["model_kwargs"]), model.model,
+                 _member_record(source, model))]
+    assert isinstance(model.model, Ensemble)
+    if model.model.mirror != mirror:
+        raise ConfigError(f"{source} averages {'with' if model.model.mirror else 'without'} mirror images; "
+                          f"its members cannot join an ensemble {'with' if mirror else 'without'} them")
+    records = model.metadata.get("members") or [{} for _ in model.model.members]
+    return [(dict(spec), module, {"source": f"{source} (member {i + 1})", **record})
+            for i, (spec, module, record) in enumerate(zip(model.metadata["model_kwargs"]["members"],
+                                                             model.model.members, records))]
+
+
 def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceData, mirror: bool = True) -> Path:
     """Write an ensemble of ``members`` (bundled names, run folders or .safetensors files) into the
-    weights folder ``out``, calibrated on ``data``'s validation split; returns ``out``.
+    weights folder ``out``, calibrated on ``data``'s validation split; returns ``out``. A member that
+    is itself an ensemble contributes its networks, each as one member.
 
     The members must share labels and preprocessing; the ensemble's training prior (for the
     logit adjustment) is that of ``data``'s train split under the first member's label mode.
@@ -49,20 +69,19 @@ def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceDa
             raise ConfigError(f"{source}: labels {list(model.labels)} differ from {members[0]}'s {list(first.labels)}")
         if model.preprocessing != first.preprocessing:
             raise ConfigError(f"{source}: its preprocessing differs from {members[0]}'s; members must see the same faces")
-        if model.metadata["model"] == ENSEMBLE:
-            raise ConfigError(f"{source} is an ensemble; give its members instead")
     for source, model in zip(members, loaded):
         trained_on = model.metadata.get("data", {}).get("fingerprint")
         if trained_on not in (None, data.fingerprint):
             logger.warning("%s was trained on other data than %s; the calibration uses %s", source, data.source, data.source)
-    specs = [member_spec(m.metadata["model"], m.metadata["model_kwargs"]) for m in loaded]
+    networks = [network for source, model in zip(members, loaded) for network in _networks(source, model, mirror)]
+    specs = [spec for spec, _, _ in networks]
     ensemble = create_model(ENSEMBLE, num_classes=len(first.labels), members=specs, mirror=mirror)
     assert isinstance(ensemble, Ensemble)
-    for target, model in zip(ensemble.members, loaded):
-        target.load_state_dict(model.model.state_dict(), strict=True)
+    for target, (_, network, _) in zip(ensemble.members, networks):
+        target.load_state_dict(network.state_dict(), strict=True)
     label_mode = first.metadata.get("label_mode", "majority")
     module = FerDataModule(data, label_mode)
-    records = [_member_record(source, model) for source, model in zip(members, loaded)]
+    records = [record for _, _, record in networks]
     seconds = [r.get("train_seconds") for r in records]
     metadata: dict[str, Any] = {
         "model": ENSEMBLE, "model_kwargs": {"members": specs, "mirror": mirror}, "labels": list(first.labels),
