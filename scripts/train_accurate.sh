@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Train the bundled "accurate" model on a 2-core CPU: an ensemble of the bundled `fast` network
 # and two more of its architecture (`fernet` 32-32-96-192 / 1-1-1), trained from scratch with
-# different seeds and camera degradations (every shrink and enlarge filter drawn) on 50% and 75%
-# of the faces, soft FER+ labels, Adam with an 80-epoch cosine schedule. The two runs train side
-# by side, one thread each (about 65 s per epoch each on a 2-core Xeon with AMX, 100 minutes in
-# all); then `ferkit ensemble` builds the two candidates, each one model that averages its
-# members' log-probabilities over each face and its mirror image, calibrated on Valid:
-# runs/accurate-ens2 (the first run and fast) and runs/accurate-ens3 (both runs and fast).
-# On Valid the first is the more accurate, clean and under every camera corruption: it ships.
+# camera degradations (every shrink and enlarge filter drawn) on 50% of the faces, soft FER+ labels,
+# Adam with an 80-epoch cosine schedule: the first with seed 1, the second with seed 3 and stronger
+# geometry (rotations to 15 degrees, shifts to 15%). The two runs train side by side, one thread
+# each (about 55-65 s per epoch each on a 2-core Xeon with AMX, 80-90 minutes in all); then
+# `ferkit ensemble` builds the two candidates, each one model that averages its members'
+# log-probabilities over each face and its mirror image, calibrated on Valid (the logit adjustment
+# may cost at most 0.3 points of Valid accuracy): runs/accurate-ens2 (the first run and fast) and
+# runs/accurate-ens3 (both runs and fast). The second ships: on Valid it is more accurate and more
+# balanced than the two-network model clean and with either prior, and within 0.1 point of its
+# accuracy under the camera corruptions with prior train (MODEL_CARD.md has the numbers).
 #
 #   scripts/train_accurate.sh ../shared/data/ferplus/ferplus.tar.gz     # start, resume, or build the ensemble
 #   tail -f runs/accurate-m1-e80/log runs/accurate-m2-e80/log          # one line per epoch
@@ -17,7 +20,7 @@
 # (the schedule is fixed by the planned epochs, not by the interruptions); once both have finished
 # it builds the ensembles. Choose on Valid (`python scripts/choose_on_valid.py runs/accurate-ens2
 # runs/accurate-ens3`), then ship with
-# `python scripts/ship_model.py accurate runs/accurate-ens2 --data DATA` and
+# `python scripts/ship_model.py accurate runs/accurate-ens3 --data DATA` and
 # `python scripts/ship_onnx.py accurate --data DATA`.
 set -euo pipefail
 DATA=${1:?give the FER+ data set}
@@ -26,15 +29,16 @@ FERKIT=${FERKIT:-ferkit}
 RECIPE=(--data "$DATA" --model fernet --model-kwargs '{"widths": [32, 32, 96, 192], "depths": [1, 1, 1]}'
         --label-mode soft --scheduler cosine --epochs "$EPOCHS" --monitor val_acc --early-stopping-patience 1000
         --out runs --no-progress)
-DEGRADE=([1]=0.5 [2]=0.75)
+SEED=([1]=1 [2]=3)
+AUGMENT=([1]="{scale: 0.25, degrade: 0.5}" [2]="{rotation: 15, shift: 0.15, scale: 0.25, degrade: 0.5}")
 if [[ "${SMOKE:-0}" == "1" ]]; then
     rm -rf runs/accurate-smoke
     exec "$FERKIT" train "${RECIPE[@]}" --augment "{scale: 0.25, degrade: 0.5}" --name accurate-smoke --epochs 1 \
         --limit-train-batches 2 --limit-val-batches 2
 fi
 running=0
-for seed in 1 2; do
-    name="accurate-m$seed-e$EPOCHS"
+for member in 1 2; do
+    name="accurate-m$member-e$EPOCHS"
     # running: the recorded process exists, is not a zombie (exited, unreaped) and trains this run
     state=$( [[ -f "runs/$name/pid" ]] && ps -o stat=,args= -p "$(cat "runs/$name/pid")" || true)
     if [[ -n "$state" && "$state" != Z* && "$state" == *"--name $name"* ]]; then
@@ -49,8 +53,8 @@ for seed in 1 2; do
     RESUME=()
     [[ -f "runs/$name/checkpoints/last.ckpt" ]] && RESUME=(--resume)
     # one thread each: two small networks side by side use 2 cores better than one after the other
-    OMP_NUM_THREADS=1 nohup "$FERKIT" train "${RECIPE[@]}" --augment "{scale: 0.25, degrade: ${DEGRADE[$seed]}}" \
-        --seed "$seed" --name "$name" "${RESUME[@]}" >> "runs/$name/log" 2>&1 &
+    OMP_NUM_THREADS=1 nohup "$FERKIT" train "${RECIPE[@]}" --augment "${AUGMENT[$member]}" \
+        --seed "${SEED[$member]}" --name "$name" "${RESUME[@]}" >> "runs/$name/log" 2>&1 &
     echo $! > "runs/$name/pid"
     echo "training $name in the background (pid $!${RESUME:+, resumed}); log: runs/$name/log"
     running=1
@@ -63,7 +67,7 @@ if [[ "$running" == "0" ]]; then  # the two candidates compared on Valid
             echo "runs/$name is built"
         else
             # shellcheck disable=SC2086  # the members are separate arguments
-            "$FERKIT" ensemble $members --out "runs/$name" --data "$DATA"
+            "$FERKIT" ensemble $members --out "runs/$name" --data "$DATA" --max-accuracy-drop 0.003
         fi
     done
 fi

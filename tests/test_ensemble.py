@@ -119,6 +119,18 @@ def test_an_ensemble_joined_with_a_run_adds_its_members_one_by_one(ensemble_run:
         build_ensemble([ensemble_run, trained_run], tmp_path / "plain", data, mirror=False)
 
 
+def test_the_ensemble_command_bounds_what_the_logit_adjustment_costs(ensemble_run: Path, trained_run: Path,
+                                                                    smoke_data: Path, tmp_path: Path):
+    out = tmp_path / "strict"
+    assert main(["ensemble", str(trained_run), "fast", "--out", str(out), "--data", str(smoke_data),
+                 "--max-accuracy-drop", "0"]) == 0
+    record = load_model(out).metadata["calibration"]
+    assert record["max_accuracy_drop"] == 0 and record["accuracy_after"] >= record["accuracy_before"]
+    from ferkit.training.calibrate import MAX_ACCURACY_DROP
+
+    assert load_model(ensemble_run).metadata["calibration"]["max_accuracy_drop"] == MAX_ACCURACY_DROP > 0
+
+
 def test_an_ensemble_exports_to_onnx_and_runs_there_as_in_torch(ensemble_run: Path, tmp_path: Path):
     from ferkit.inference.onnx_backend import OnnxClassifier, export_onnx
 
@@ -165,7 +177,7 @@ def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_wit
         while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
             time.sleep(1)
     out = call()
-    assert "ensemble of 2 models" in out and "ensemble of 3 models" in out, out
+    assert "ensemble of 2 networks" in out and "ensemble of 3 networks" in out, out
     assert [m["run"] for m in load_model(tmp_path / "runs" / "accurate-ens2").metadata["members"]][0] == "accurate-m1-e1"
     meta = load_model(tmp_path / "runs" / "accurate-ens3").metadata
     assert [m["run"] for m in meta["members"]][:2] == ["accurate-m1-e1", "accurate-m2-e1"]

@@ -119,16 +119,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
         logger.warning("these are not the data the weights were trained on; the class prior comes from their train split")
     module = FerDataModule(data, metadata.get("label_mode", "majority"))
     prior = module.class_prior() if args.logit_adjust else None
-    record = calibrate_weights(args.weights, module.valid, prior, args.max_accuracy_drop)
+    limit = {} if args.max_accuracy_drop is None else {"max_accuracy_drop": args.max_accuracy_drop}
+    record = calibrate_weights(args.weights, module.valid, prior, **limit)
     print(json.dumps(record, indent=2))
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
     from ferkit.data import load_dataset
+    from ferkit.inference.checkpoint import load_model
     from ferkit.training.ensemble import build_ensemble
 
-    out = build_ensemble(args.members, args.out, load_dataset(args.data, args.votes), mirror=args.mirror)
-    print(f"ensemble of {len(args.members)} models: {out}")
+    limit = {} if args.max_accuracy_drop is None else {"max_accuracy_drop": args.max_accuracy_drop}
+    out = build_ensemble(args.members, args.out, load_dataset(args.data, args.votes), mirror=args.mirror, **limit)
+    print(f"ensemble of {len(load_model(out).metadata['members'])} networks: {out}")
 
 
 def _cmd_explain(args: argparse.Namespace) -> None:
@@ -406,8 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
     calibrate.add_argument("--no-logit-adjust", dest="logit_adjust", action="store_false",
                            help="fit the temperature only")
-    calibrate.add_argument("--max-accuracy-drop", type=float, default=0.005,
-                           help="most validation accuracy the logit adjustment may cost (default 0.005)")
+    calibrate.add_argument("--max-accuracy-drop", type=float,
+                           help="most validation accuracy the logit adjustment may cost (default 0.005: half a point)")
     calibrate.set_defaults(func=_cmd_calibrate)
 
     ensemble = commands.add_parser("ensemble", help="join trained models into one ensemble model, calibrated on valid")
@@ -417,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
     ensemble.add_argument("--no-mirror", dest="mirror", action="store_false",
                           help="do not average each face with its mirror image inside the model")
+    ensemble.add_argument("--max-accuracy-drop", type=float,
+                          help="most validation accuracy the logit adjustment may cost (default: as ferkit calibrate)")
     ensemble.set_defaults(func=_cmd_ensemble)
 
     explain = commands.add_parser("explain", help="Grad-CAM overlays for face images")

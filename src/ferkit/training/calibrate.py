@@ -21,9 +21,12 @@ from ferkit.inference.base import UNIFORM_PRIOR_KEY
 from ferkit.inference.checkpoint import update_metadata
 from ferkit.inference.classifier import FaceClassifier
 
+#: The most validation accuracy the logit adjustment may cost, unless told otherwise.
+MAX_ACCURACY_DROP = 0.005
+
 
 def calibrate_weights(weights: str | Path, valid: LabelledSplit, prior: np.ndarray | None = None,
-                      max_accuracy_drop: float = 0.005) -> dict[str, Any]:
+                      max_accuracy_drop: float = MAX_ACCURACY_DROP) -> dict[str, Any]:
     """Fit post-hoc logit adjustment (when ``prior`` is given) and then the temperature on a
     validation split, and store both in the weights' JSON; with ``prior``, also the uniform
     prior's bias and temperature. Each temperature is fitted twice: for plain logits and for

@@ -17,7 +17,7 @@ from ferkit.inference.bundled import ModelSource, resolve_model
 from ferkit.inference.checkpoint import LoadedModel, load_model, save_weights
 from ferkit.models import count_parameters, create_model
 from ferkit.models.ensemble import ENSEMBLE, Ensemble, member_spec
-from ferkit.training.calibrate import calibrate_weights
+from ferkit.training.calibrate import MAX_ACCURACY_DROP, calibrate_weights
 
 logger = logging.getLogger(__name__)
 #: What model.json keeps of each member's own description (its run, training and scores).
@@ -49,13 +49,15 @@ def _networks(source: ModelSource, model: LoadedModel, mirror: bool) -> list[tup
                                                              model.model.members, records))]
 
 
-def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceData, mirror: bool = True) -> Path:
+def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceData, mirror: bool = True,
+                   max_accuracy_drop: float = MAX_ACCURACY_DROP) -> Path:
     """Write an ensemble of ``members`` (bundled names, run folders or .safetensors files) into the
     weights folder ``out``, calibrated on ``data``'s validation split; returns ``out``. A member that
     is itself an ensemble contributes its networks, each as one member.
 
     The members must share labels and preprocessing; the ensemble's training prior (for the
-    logit adjustment) is that of ``data``'s train split under the first member's label mode.
+    logit adjustment) is that of ``data``'s train split under the first member's label mode, and
+    ``max_accuracy_drop`` bounds the validation accuracy the adjustment may cost.
     """
     if len(members) < 2:
         raise ConfigError("an ensemble needs at least two members")
@@ -92,6 +94,6 @@ def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceDa
         **({"train_seconds": round(sum(s for s in seconds if s), 1)} if all(seconds) else {}),
     }
     save_weights(ensemble, out, metadata)
-    calibrate_weights(out, module.valid, module.class_prior())
+    calibrate_weights(out, module.valid, module.class_prior(), max_accuracy_drop)
     load_model(out)  # what was written loads
     return out
