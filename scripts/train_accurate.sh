@@ -61,7 +61,7 @@ for member in 1 2; do
 done
 if [[ "$running" == "0" ]]; then  # the two candidates compared on Valid
     for ensemble in "accurate-ens2 runs/accurate-m1-e$EPOCHS fast" \
-                    "accurate-ens3 runs/accurate-m1-e$EPOCHS runs/accurate-m2-e$EPOCHS fast"; do
+                    "accurate-ens3 runs/accurate-m1-e$EPOCHS fast runs/accurate-m2-e$EPOCHS"; do
         read -r name members <<< "$ensemble"
         if [[ -d "runs/$name" ]]; then
             echo "runs/$name is built"

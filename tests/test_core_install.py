@@ -17,7 +17,7 @@ import ferkit
 
 REPO = Path(__file__).resolve().parent.parent
 PHOTO = Path(__file__).parent / "data" / "bbt3.jpg"
-MAX_VENV_MB = 400
+MAX_VENV_MB = 420  # 407 MB with the three-network `accurate` (its files: 29 MB)
 MAX_INSTALL_S = 60
 
 

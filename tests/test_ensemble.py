@@ -98,7 +98,8 @@ def test_an_ensemble_run_computes_what_its_members_compute(ensemble_run: Path, t
 
 
 def test_an_ensemble_joined_with_a_run_adds_its_members_one_by_one(ensemble_run: Path, trained_run: Path,
-                                                                  smoke_data: Path, tmp_path: Path):
+                                                                  smoke_data: Path, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture):
     from ferkit.data import load_dataset
     from ferkit.training.ensemble import build_ensemble
 
@@ -110,6 +111,9 @@ def test_an_ensemble_joined_with_a_run_adds_its_members_one_by_one(ensemble_run:
     assert grown.metadata["model_kwargs"]["members"] == inner.metadata["model_kwargs"]["members"] + [
         member_spec(load_model(trained_run).metadata["model"], load_model(trained_run).metadata["model_kwargs"])]
     assert isinstance(grown.model, Ensemble) and len(grown.model.members) == 3
+    assert [m.get("via") for m in grown.metadata["members"]] == [f"{ensemble_run} (member 1)",
+                                                                 f"{ensemble_run} (member 2)", None]
+    assert "the same network joins the ensemble 2 times" in caplog.text  # trained_run is in both
     faces = torch.rand(4, 1, 48, 48)
     with torch.no_grad():  # the mean over three networks, not of the inner ensemble and the run
         expected = torch.stack([F.log_softmax(torch.cat([m(faces), m(faces.flip(-1))]), dim=1).view(2, 4, -1).mean(0)
@@ -180,8 +184,10 @@ def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_wit
     assert "ensemble of 2 networks" in out and "ensemble of 3 networks" in out, out
     assert [m["run"] for m in load_model(tmp_path / "runs" / "accurate-ens2").metadata["members"]][0] == "accurate-m1-e1"
     meta = load_model(tmp_path / "runs" / "accurate-ens3").metadata
-    assert [m["run"] for m in meta["members"]][:2] == ["accurate-m1-e1", "accurate-m2-e1"]
-    assert meta["members"][2]["sha256"] == load_model(bundled_weights("fast")).metadata["sha256"]
-    degrade = [m["training"]["augment"]["degrade"] for m in meta["members"][:2]]
-    assert degrade == [0.5, 0.75] and [m["training"]["seed"] for m in meta["members"][:2]] == [1, 2]
+    assert [meta["members"][i]["run"] for i in (0, 2)] == ["accurate-m1-e1", "accurate-m2-e1"]
+    assert meta["members"][1]["sha256"] == load_model(bundled_weights("fast")).metadata["sha256"]
+    trained = [meta["members"][i]["training"] for i in (0, 2)]  # the shipped model's order: m1, fast, m2
+    assert [t["seed"] for t in trained] == [1, 3] and [t["augment"]["degrade"] for t in trained] == [0.5, 0.5]
+    assert [(t["augment"]["rotation"], t["augment"]["shift"]) for t in trained] == [(10.0, 0.1), (15.0, 0.15)]
+    assert meta["calibration"]["max_accuracy_drop"] == 0.003
     assert call().count("is built") == 2

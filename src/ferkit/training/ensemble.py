@@ -44,9 +44,9 @@ def _networks(source: ModelSource, model: LoadedModel, mirror: bool) -> list[tup
         raise ConfigError(f"{source} averages {'with' if model.model.mirror else 'without'} mirror images; "
                           f"its members cannot join an ensemble {'with' if mirror else 'without'} them")
     records = model.metadata.get("members") or [{} for _ in model.model.members]
-    return [(dict(spec), module, {"source": f"{source} (member {i + 1})", **record})
+    return [(dict(spec), module, {**record, "via": f"{source} (member {i + 1})"})
             for i, (spec, module, record) in enumerate(zip(model.metadata["model_kwargs"]["members"],
-                                                             model.model.members, records))]
+                                                             model.model.members, records, strict=True))]
 
 
 def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceData, mirror: bool = True,
@@ -76,6 +76,11 @@ def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceDa
         if trained_on not in (None, data.fingerprint):
             logger.warning("%s was trained on other data than %s; the calibration uses %s", source, data.source, data.source)
     networks = [network for source, model in zip(members, loaded) for network in _networks(source, model, mirror)]
+    hashes = [record.get("sha256") for _, _, record in networks]
+    repeated = sorted({h for h in hashes if h and hashes.count(h) > 1})
+    if repeated:  # allowed (it weighs that network more), but rarely meant
+        logger.warning("the same network joins the ensemble %s times: sha256 %s",
+                       max(hashes.count(h) for h in repeated), ", ".join(h[:12] for h in repeated))
     specs = [spec for spec, _, _ in networks]
     ensemble = create_model(ENSEMBLE, num_classes=len(first.labels), members=specs, mirror=mirror)
     assert isinstance(ensemble, Ensemble)
