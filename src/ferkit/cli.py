@@ -126,12 +126,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> None:
 
 def _cmd_ensemble(args: argparse.Namespace) -> None:
     from ferkit.data import load_dataset
-    from ferkit.inference.checkpoint import load_model
+    from ferkit.inference.checkpoint import resolve_weights
     from ferkit.training.ensemble import build_ensemble
 
     limit = {} if args.max_accuracy_drop is None else {"max_accuracy_drop": args.max_accuracy_drop}
     out = build_ensemble(args.members, args.out, load_dataset(args.data, args.votes), mirror=args.mirror, **limit)
-    print(f"ensemble of {len(load_model(out).metadata['members'])} networks: {out}")
+    networks = json.loads(resolve_weights(out)[1].read_text())["members"]  # build_ensemble has loaded it once
+    print(f"ensemble of {len(networks)} networks: {out}")
 
 
 def _cmd_explain(args: argparse.Namespace) -> None:
