@@ -123,6 +123,31 @@ def test_an_ensemble_joined_with_a_run_adds_its_members_one_by_one(ensemble_run:
         build_ensemble([ensemble_run, trained_run], tmp_path / "plain", data, mirror=False)
 
 
+def test_source_colon_numbers_picks_an_ensembles_networks(ensemble_run: Path, trained_run: Path, smoke_data: Path,
+                                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    inner = load_model(ensemble_run)  # networks: trained_run, fast
+    fast = load_model(bundled_weights("fast"))
+    out = tmp_path / "swapped"  # fast alone, then the run: the order given, not the inner one
+    assert main(["ensemble", f"{ensemble_run}:2", str(trained_run), "--out", str(out), "--data", str(smoke_data)]) == 0
+    swapped = load_model(out)
+    assert [m["sha256"] for m in swapped.metadata["members"]] == [inner.metadata["members"][1]["sha256"],
+                                                                  load_model(trained_run).metadata["sha256"]]
+    assert swapped.metadata["members"][0]["via"] == f"{ensemble_run} (member 2)"
+    faces = torch.rand(3, 1, 48, 48)
+    with torch.no_grad():  # the picked network is fast's own, weights and all
+        np.testing.assert_allclose(swapped.model.members[0].eval()(faces), fast.model.eval()(faces), atol=1e-6)
+    out = tmp_path / "reversed"  # one ensemble's networks alone, reordered, make an ensemble too
+    assert main(["ensemble", f"{ensemble_run}:2,1", "--out", str(out), "--data", str(smoke_data)]) == 0
+    assert [m["sha256"] for m in load_model(out).metadata["members"]] == [
+        inner.metadata["members"][i]["sha256"] for i in (1, 0)]
+    for members, error in [([f"{ensemble_run}:3", "fast"], "has 2 networks; cannot pick network 3"),
+                           ([f"{trained_run}:1", "fast"], "is one network, not an ensemble"),
+                           ([f"{ensemble_run}:1"], "at least two members")]:
+        assert main(["ensemble", *members, "--out", str(tmp_path / "refused"), "--data", str(smoke_data)]) == 2
+        assert error in capsys.readouterr().err
+        assert not (tmp_path / "refused").exists()
+
+
 def test_the_ensemble_command_bounds_what_the_logit_adjustment_costs(ensemble_run: Path, trained_run: Path,
                                                                     smoke_data: Path, tmp_path: Path):
     out = tmp_path / "strict"

@@ -415,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.set_defaults(func=_cmd_calibrate)
 
     ensemble = commands.add_parser("ensemble", help="join trained models into one ensemble model, calibrated on valid")
-    ensemble.add_argument("members", nargs="+", help="bundled models (fast, accurate), run folders or .safetensors files; an ensemble adds its members")
+    ensemble.add_argument("members", nargs="+", help="bundled models (fast, accurate), run folders or .safetensors files; an ensemble adds its "
+                          "members, SOURCE:1,3 only its first and third")
     ensemble.add_argument("--out", required=True, help="new folder for the ensemble's weights (loadable like a run folder)")
     ensemble.add_argument("--data", required=True, help="the data set the members were trained on (its valid split calibrates)")
     ensemble.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")

@@ -4,6 +4,7 @@ weights folder and calibrate it on the validation split like any trained run."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,19 @@ MEMBER_KEYS = ("model", "model_kwargs", "sha256", "run", "label_mode", "training
                "epoch", "monitor", "metrics", "init_weights", "teacher")
 
 
+#: ``SOURCE:2,3`` picks an ensemble's second and third networks (numbered from 1, as "via" records them).
+_PICK = re.compile(r"^(?P<source>.+):(?P<picks>[1-9][0-9]*(?:,[1-9][0-9]*)*)$")
+
+
+def _split_pick(member: ModelSource) -> tuple[ModelSource, list[int] | None]:
+    """``member`` and the networks it picks (1-based), None for all; a path that exists is taken as
+    it is, so a folder whose name happens to end in ``:1`` still loads."""
+    match = _PICK.match(str(member))
+    if match is None or Path(str(member)).exists():
+        return member, None
+    return match["source"], [int(i) for i in match["picks"].split(",")]
+
+
 def _member_record(source: ModelSource, loaded: LoadedModel) -> dict[str, Any]:
     record = {key: loaded.metadata[key] for key in MEMBER_KEYS if key in loaded.metadata}
     record.setdefault("run", Path(str(source)).name)
@@ -32,11 +46,15 @@ def _member_record(source: ModelSource, loaded: LoadedModel) -> dict[str, Any]:
     return record
 
 
-def _networks(source: ModelSource, model: LoadedModel, mirror: bool) -> list[tuple[dict[str, Any], nn.Module, dict[str, Any]]]:
-    """Each network of ``model`` (spec, module, record): the model itself, or an ensemble's members,
-    so that a bundled ensemble such as ``accurate`` can be extended with new networks; every network
-    of the new ensemble then weighs alike."""
+def _networks(source: ModelSource, model: LoadedModel, mirror: bool,
+              picks: list[int] | None = None) -> list[tuple[dict[str, Any], nn.Module, dict[str, Any]]]:
+    """Each network of ``model`` (spec, module, record): the model itself, or an ensemble's members
+    (those numbered in ``picks``, all when None), so that a bundled ensemble such as ``accurate`` can
+    be extended with new networks or have one replaced; every network of the new ensemble then
+    weighs alike."""
     if model.metadata["model"] != ENSEMBLE:
+        if picks is not None:
+            raise ConfigError(f"{source} is one network, not an ensemble; it has no members to pick")
         return [(member_spec(model.metadata["model"], model.metadata["model_kwargs"]), model.model,
                  _member_record(source, model))]
     assert isinstance(model.model, Ensemble)
@@ -44,26 +62,34 @@ def _networks(source: ModelSource, model: LoadedModel, mirror: bool) -> list[tup
         raise ConfigError(f"{source} averages {'with' if model.model.mirror else 'without'} mirror images; "
                           f"its members cannot join an ensemble {'with' if mirror else 'without'} them")
     records = model.metadata.get("members") or [{} for _ in model.model.members]
-    return [(dict(spec), module, {**record, "via": f"{source} (member {i + 1})"})
-            for i, (spec, module, record) in enumerate(zip(model.metadata["model_kwargs"]["members"],
-                                                             model.model.members, records, strict=True))]
+    networks = [(dict(spec), module, {**record, "via": f"{source} (member {i + 1})"})
+                for i, (spec, module, record) in enumerate(zip(model.metadata["model_kwargs"]["members"],
+                                                                 model.model.members, records, strict=True))]
+    if picks is None:
+        return networks
+    if max(picks) > len(networks):
+        raise ConfigError(f"{source} has {len(networks)} networks; cannot pick network {max(picks)}")
+    return [networks[i - 1] for i in picks]
 
 
 def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceData, mirror: bool = True,
                    max_accuracy_drop: float = MAX_ACCURACY_DROP) -> Path:
     """Write an ensemble of ``members`` (bundled names, run folders or .safetensors files) into the
     weights folder ``out``, calibrated on ``data``'s validation split; returns ``out``. A member that
-    is itself an ensemble contributes its networks, each as one member.
+    is itself an ensemble contributes its networks, each as one member; ``accurate:1,3`` contributes
+    only its first and third.
 
     The members must share labels and preprocessing; the ensemble's training prior (for the
     logit adjustment) is that of ``data``'s train split under the first member's label mode, and
     ``max_accuracy_drop`` bounds the validation accuracy the adjustment may cost.
     """
-    if len(members) < 2:
+    if not members:
         raise ConfigError("an ensemble needs at least two members")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty; choose a new folder for the ensemble")
+    picked = [_split_pick(member) for member in members]
+    members = [source for source, _ in picked]
     loaded = [load_model(resolve_model(member)) for member in members]
     first = loaded[0]
     for source, model in zip(members[1:], loaded[1:]):
@@ -75,7 +101,11 @@ def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceDa
         trained_on = model.metadata.get("data", {}).get("fingerprint")
         if trained_on not in (None, data.fingerprint):
             logger.warning("%s was trained on other data than %s; the calibration uses %s", source, data.source, data.source)
-    networks = [network for source, model in zip(members, loaded) for network in _networks(source, model, mirror)]
+    networks = [network for (source, picks), model in zip(picked, loaded)
+                for network in _networks(source, model, mirror, picks)]
+    if len(networks) < 2:
+        raise ConfigError(f"an ensemble needs at least two members; {', '.join(map(str, members))} "
+                          f"{'gives' if len(members) == 1 else 'give'} {len(networks)}")
     hashes = [record.get("sha256") for _, _, record in networks]
     repeated = sorted({h for h in hashes if h and hashes.count(h) > 1})
     if repeated:  # allowed (it weighs that network more), but rarely meant
