@@ -89,23 +89,23 @@ def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceDa
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty; choose a new folder for the ensemble")
     picked = [_split_pick(member) for member in members]
-    members = [source for source, _ in picked]
-    loaded = [load_model(resolve_model(member)) for member in members]
+    sources = [source for source, _ in picked]  # without the picks
+    loaded = [load_model(resolve_model(source)) for source in sources]
     first = loaded[0]
-    for source, model in zip(members[1:], loaded[1:]):
+    for source, model in zip(sources[1:], loaded[1:]):
         if model.labels != first.labels:
-            raise ConfigError(f"{source}: labels {list(model.labels)} differ from {members[0]}'s {list(first.labels)}")
+            raise ConfigError(f"{source}: labels {list(model.labels)} differ from {sources[0]}'s {list(first.labels)}")
         if model.preprocessing != first.preprocessing:
-            raise ConfigError(f"{source}: its preprocessing differs from {members[0]}'s; members must see the same faces")
-    for source, model in zip(members, loaded):
+            raise ConfigError(f"{source}: its preprocessing differs from {sources[0]}'s; members must see the same faces")
+    for source, model in zip(sources, loaded):
         trained_on = model.metadata.get("data", {}).get("fingerprint")
         if trained_on not in (None, data.fingerprint):
             logger.warning("%s was trained on other data than %s; the calibration uses %s", source, data.source, data.source)
     networks = [network for (source, picks), model in zip(picked, loaded)
                 for network in _networks(source, model, mirror, picks)]
     if len(networks) < 2:
-        raise ConfigError(f"an ensemble needs at least two members; {', '.join(map(str, members))} "
-                          f"{'gives' if len(members) == 1 else 'give'} {len(networks)}")
+        raise ConfigError(f"an ensemble needs at least two members; {', '.join(map(str, sources))} "
+                          f"{'gives' if len(sources) == 1 else 'give'} {len(networks)}")
     hashes = [record.get("sha256") for _, _, record in networks]
     repeated = sorted({h for h in hashes if h and hashes.count(h) > 1})
     if repeated:  # allowed (it weighs that network more), but rarely meant
