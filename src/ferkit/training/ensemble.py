@@ -58,9 +58,9 @@ def _networks(source: ModelSource, model: LoadedModel, mirror: bool,
         return [(member_spec(model.metadata["model"], model.metadata["model_kwargs"]), model.model,
                  _member_record(source, model))]
     assert isinstance(model.model, Ensemble)
-    if model.model.mirror != mirror:
-        raise ConfigError(f"{source} averages {'with' if model.model.mirror else 'without'} mirror images; "
-                          f"its members cannot join an ensemble {'with' if mirror else 'without'} them")
+    if model.model.mirror != mirror:  # allowed: the new ensemble is calibrated and measured as it runs
+        logger.warning("%s averages %s mirror images; its networks join an ensemble %s them", source,
+                       "with" if model.model.mirror else "without", "with" if mirror else "without")
     records = model.metadata.get("members") or [{} for _ in model.model.members]
     networks = [(dict(spec), module, {**record, "via": f"{source} (member {i + 1})"})
                 for i, (spec, module, record) in enumerate(zip(model.metadata["model_kwargs"]["members"],
