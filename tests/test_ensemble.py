@@ -115,17 +115,17 @@ def test_an_ensemble_joined_with_a_run_adds_its_members_one_by_one(ensemble_run:
                                                                  f"{ensemble_run} (member 2)", None]
     assert "the same network joins the ensemble 2 times" in caplog.text  # trained_run is in both
     faces = torch.rand(4, 1, 48, 48)
+    networks = [*inner.model.members, load_model(trained_run).model.eval()]
     with torch.no_grad():  # the mean over three networks, not of the inner ensemble and the run
         expected = torch.stack([F.log_softmax(torch.cat([m(faces), m(faces.flip(-1))]), dim=1).view(2, 4, -1).mean(0)
-                                for m in [*inner.model.members, load_model(trained_run).model.eval()]]).mean(0)
+                                for m in networks]).mean(0)
         np.testing.assert_allclose(grown.model.eval()(faces), expected, atol=1e-5)
     caplog.clear()  # the networks of a mirrored ensemble may join one without mirror images: the plain mean
     plain = load_model(build_ensemble([ensemble_run, trained_run], tmp_path / "plain", data, mirror=False))
     assert "averages with mirror images; its networks join an ensemble without them" in caplog.text
     assert plain.metadata["model_kwargs"]["mirror"] is False and "calibration" in plain.metadata
     with torch.no_grad():
-        expected = torch.stack([F.log_softmax(m(faces), dim=1)
-                                for m in [*inner.model.members, load_model(trained_run).model.eval()]]).mean(0)
+        expected = torch.stack([F.log_softmax(m(faces), dim=1) for m in networks]).mean(0)
         np.testing.assert_allclose(plain.model.eval()(faces), expected, atol=1e-5)
 
 
