@@ -145,3 +145,36 @@ def test_yunet_does_not_leak_memory_per_call():
     for _ in range(400):
         assert len(detector.detect(image)) == 1
     assert rss_kb() - before < 4000  # 400 leaked buffers would be 14,400 KB
+
+
+FIRST_CALLS_AT_ONCE = """
+import sys, threading
+import numpy as np
+from PIL import Image
+from ferkit.detection import create_detector
+image = np.asarray(Image.open(sys.argv[1]).convert("RGB"))
+detector = create_detector("yunet")
+start = threading.Barrier(16)
+boxes = []
+def first_call():
+    start.wait()
+    boxes.append([f.box for f in detector.detect(image)])
+threads = [threading.Thread(target=first_call) for _ in range(16)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(len(boxes), len({str(b) for b in boxes}), boxes[0])
+"""
+
+
+def test_yunet_first_calls_from_many_threads_at_once_agree_and_do_not_crash():
+    """The library sets its weights up on its first call, unguarded: 16 threads making the first
+    call together corrupted the heap in about one fresh process in five (a crashed service worker)."""
+    import subprocess
+    import sys
+
+    for _ in range(30):  # each try is a fresh process: the set-up happens once per process
+        run = subprocess.run([sys.executable, "-c", FIRST_CALLS_AT_ONCE, str(DATA / "amy1.png")],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        calls, distinct, box = run.stdout.split(maxsplit=2)
+        assert (calls, distinct) == ("16", "1") and box.startswith("[("), run.stdout

@@ -27,7 +27,7 @@ ONE_THREAD_PIXELS = 256 * 256
 
 
 class _Library:
-    """The shared library and one result buffer per thread (the call itself is thread-safe)."""
+    """The shared library and one result buffer per thread (the call is thread-safe once the library is set up)."""
 
     def __init__(self) -> None:
         import yuface
@@ -68,7 +68,12 @@ def _library() -> _Library:
     global _LIBRARY
     with _LOCK:
         if _LIBRARY is None:
-            _LIBRARY = _Library()
+            library = _Library()
+            # The library fills its network's weights on its first call, unguarded: first calls from
+            # several threads at once corrupt the heap ("double free or corruption", or a wrong
+            # result). One call on a blank image here, under the lock, does that once.
+            library.detect(np.zeros((32, 32, 3), np.uint8))
+            _LIBRARY = library
         return _LIBRARY
 
 
