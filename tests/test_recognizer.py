@@ -116,6 +116,29 @@ def test_decoding_never_switches_off_the_global_bomb_guard(tmp_path: Path, monke
     assert seen == [before, before] and Image.MAX_IMAGE_PIXELS == before
 
 
+def test_decoding_from_many_threads_leaves_the_warning_filters_as_they_were():
+    """Decoding silences PIL's bomb warning for its own call only; save-and-restore of the one
+    filter list from 8 threads at once left that warning silenced for the whole process."""
+    import threading
+    import warnings
+
+    data = (DATA / "amy1.png").read_bytes()
+    before = list(warnings.filters)
+    start = threading.Barrier(8)
+
+    def decode() -> None:
+        start.wait()
+        for _ in range(300):
+            load_image(data)
+
+    threads = [threading.Thread(target=decode) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert warnings.filters == before
+
+
 def test_large_jpeg_is_decoded_at_reduced_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(images_module, "MAX_PIXELS", 100_000)
     Image.new("RGB", (1000, 800), (10, 200, 30)).save(tmp_path / "big.jpg")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import socket
 import struct
 import threading
@@ -481,3 +482,84 @@ def test_large_uploads_are_reduced_as_they_are_decoded(fmt: str, reserved: int, 
     rgb, scale = decode_rgb(buffer.getvalue(), reserve=seen.append, work_pixels=1920**2)
     # A JPEG is decoded at 1/2 size (the pixels reserved), then both are reduced by a whole factor.
     assert seen == [reserved] and rgb.shape == shape and scale == pytest.approx(5000 / shape[1])
+
+
+def test_listing_models_while_other_models_load_never_fails(monkeypatch: pytest.MonkeyPatch):
+    """GET /v1/models reads the loaded models while other requests add theirs; iterating the dict
+    they grow raised "dictionary changed size during iteration" (a 500)."""
+    import sys
+    from types import SimpleNamespace
+
+    from ferkit.serve.metrics import Metrics
+    from ferkit.serve.models import ModelPool
+
+    pool = ModelPool(ServeSettings(), Metrics())
+    names = [f"m{i:03d}" for i in range(600)]
+    pool.sources = {name: name for name in [*names, "target"]}
+    monkeypatch.setattr(pool, "_load", lambda name, prior: SimpleNamespace(
+        recognizer=SimpleNamespace(classifier=SimpleNamespace(metadata={"model": name})), batcher=None))
+    for name in names[:300]:  # the model looked up sits behind 300 others
+        pool.get(name, None)
+    pool.get("target", None)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows every time
+    errors: list[Exception] = []
+    done = threading.Event()
+
+    def list_models() -> None:
+        while not done.is_set():
+            try:
+                assert pool._metadata("target") == {"model": "target"}
+            except Exception as exc:  # handed to the test's thread
+                errors.append(exc)
+                return
+
+    readers = [threading.Thread(target=list_models) for _ in range(3)]
+    try:
+        for thread in readers:
+            thread.start()
+        for name in names[300:]:
+            pool.get(name, None)
+    finally:
+        sys.setswitchinterval(interval)
+        done.set()
+        for thread in readers:
+            thread.join()
+    assert not errors, errors[0]
+
+
+WORKER = """
+import os, sys
+from ferkit.serve.metrics import Metrics
+metrics = Metrics()
+metrics.requests.labels("/v1/analyze", "200").inc()
+for _ in range(int(sys.argv[1])):
+    metrics.queue_depth.inc()  # admitted, never answered
+print("ready", flush=True)
+if sys.argv[2] == "dies":
+    os._exit(134)  # killed mid-request, as a crashed worker is
+sys.stdin.readline()
+"""
+
+
+def test_a_dead_workers_admitted_requests_leave_the_queue_depth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """--workers N: a worker that dies with requests admitted never counts them down; /metrics
+    (whichever worker answers) forgets its queue depth and keeps the requests it answered."""
+    import subprocess
+    import sys
+
+    from ferkit.serve.metrics import Metrics
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    dead = subprocess.run([sys.executable, "-c", WORKER, "2", "dies"], env=env, capture_output=True, text=True)
+    assert dead.returncode == 134 and "ready" in dead.stdout, dead.stderr
+    alive = subprocess.Popen([sys.executable, "-c", WORKER, "3", "lives"], env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert alive.stdout is not None and alive.stdout.readline().strip() == "ready"
+        monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+        lines = Metrics().exposition().decode().splitlines()
+    finally:
+        alive.communicate("\n", timeout=30)
+    assert "ferkit_queue_depth 3.0" in lines  # the live worker's 3, not 3 + the dead one's 2
+    assert 'ferkit_requests_total{endpoint="/v1/analyze",status="200"} 2.0' in lines

@@ -8,6 +8,7 @@ app's and the service's uploads) become RGB through decode_rgb.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,10 @@ MAX_PIXELS = 40_000_000
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 #: Reserves an image's pixels (width x height) before it is decoded; may wait, or raise to refuse.
 Reserve = Callable[[int], None]
+# warnings.catch_warnings saves and restores the process's one filter list: calls from several
+# threads at once restore each other's lists and leave PIL's warning silenced for good. Opening
+# reads only the header, so taking turns costs little.
+_OPEN_LOCK = threading.Lock()
 
 
 def open_image(source: bytes | str | Path, where: str | None = None, max_pixels: int | None = None,
@@ -62,7 +67,7 @@ def open_image(source: bytes | str | Path, where: str | None = None, max_pixels:
         if handle.stat().st_size == 0:
             raise ImageError(f"{where}: empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
+        with _OPEN_LOCK, warnings.catch_warnings():
             # Between PIL's limit and twice it, PIL only warns; MAX_PIXELS below is the real guard.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image: Image.Image = Image.open(handle, formats=formats)

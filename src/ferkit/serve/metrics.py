@@ -7,9 +7,10 @@ sets it) and /metrics sums over the workers, whichever worker answers the scrape
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 FACE_BUCKETS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
@@ -35,8 +36,31 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The text format of every metric (summed over worker processes in multiprocess mode)."""
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if folder:
+            forget_dead_workers(folder)
             registry = CollectorRegistry()
             MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def forget_dead_workers(folder: str) -> None:
+    """Drop the live gauges (queue depth) of worker processes that are gone. A worker that died
+    with requests admitted never counted them down, and its file would be summed in for good;
+    uvicorn replaces the worker but does not tell prometheus_client. Counters and histograms of
+    dead workers stay: the requests they answered did happen."""
+    for file in Path(folder).glob("gauge_live*_*.db"):
+        pid = file.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _running(int(pid)):
+            mark_process_dead(int(pid), folder)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

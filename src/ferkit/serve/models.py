@@ -115,8 +115,11 @@ class ModelPool:
         return out
 
     def _metadata(self, name: str) -> dict[str, Any]:
-        for (loaded, _), served in self._loaded.items():
-            if loaded == name:
+        # A copy first: another request may be adding a model right now, and iterating the dict
+        # itself would then fail. Copying it is one step for the interpreter; taking the lock
+        # instead would make the listing wait for that model's whole load.
+        for (model, _), served in list(self._loaded.items()):
+            if model == name:
                 return dict(served.recognizer.classifier.metadata)
         try:
             return dict(self.get(name, None).recognizer.classifier.metadata)
