@@ -551,7 +551,8 @@ def test_a_dead_workers_admitted_requests_leave_the_queue_depth(tmp_path: Path, 
     from ferkit.serve.metrics import Metrics
 
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    dead = subprocess.run([sys.executable, "-c", WORKER, "2", "dies"], env=env, capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", WORKER, "2", "dies"], env=env, capture_output=True, text=True,
+                          timeout=60)
     assert dead.returncode == 134 and "ready" in dead.stdout, dead.stderr
     alive = subprocess.Popen([sys.executable, "-c", WORKER, "3", "lives"], env=env, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
