@@ -49,6 +49,14 @@ def test_blank_image_has_no_face_and_bad_arrays_are_refused():
         create_detector("mtcnn")
 
 
+@pytest.mark.parametrize("name", ["yunet", "haar"])
+@pytest.mark.parametrize("shape", [(8000, 1), (1, 8000), (1921, 1), (5000, 3)])
+def test_a_sliver_of_an_image_has_no_face_and_no_error(name: str, shape: tuple[int, int]):
+    """Scaled for detection, 1 x 8000 pixels became 0 x 960: OpenCV raised (a 500 in the service,
+    the whole batch with it)."""
+    assert create_detector(name).detect(np.zeros((*shape, 3), np.uint8)) == []
+
+
 def test_large_images_are_scaled_for_detection_and_boxes_scaled_back():
     image = _rgb("bbt3.jpg")
     big = np.asarray(Image.fromarray(image).resize((image.shape[1] * 3, image.shape[0] * 3)))

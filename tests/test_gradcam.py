@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ferkit.detection import Face
-from ferkit.explain import gradcam, overlay, overlay_on_image
+from ferkit.explain import gradcam, gradcam_faces, overlay, overlay_on_image
 from ferkit.models import FerModel, create_model
 
 
@@ -94,3 +94,45 @@ def test_heatmap_lands_on_a_tilted_face_where_the_crop_saw_it():
     red = painted[..., 0].astype(int)  # jet(1) is red; jet(0) has none
     y, x = np.unravel_index(red.argmax(), red.shape)
     assert abs(x - 60) <= 3 and abs(y - 60) <= 3
+
+
+def test_gradcam_and_torch_inference_hold_while_another_thread_loads_a_model():
+    """Loading a torch model traces it with torch.fx, which swaps torch.nn.Module.__call__ for the
+    whole process: Grad-CAM or a torch forward pass on another thread meanwhile failed
+    ("module is not installed as a submodule"; the service's first concurrent Grad-CAM requests
+    for two models answered 500)."""
+    import sys
+    import threading
+
+    from ferkit.inference.bundled import bundled_weights
+    from ferkit.inference.classifier import FaceClassifier
+
+    weights = bundled_weights("fast")
+    explained = FaceClassifier.from_path(weights)
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    expected_maps, expected_probs = gradcam_faces(explained.model, faces, explained.preprocessing), explained.probabilities(faces)
+    errors: list[Exception] = []
+    loading = threading.Event()
+
+    def load_models() -> None:
+        try:
+            for _ in range(20):
+                FaceClassifier.from_path(weights)
+        finally:
+            loading.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: the race shows nearly every time
+    loader = threading.Thread(target=load_models)
+    loader.start()
+    while not loading.is_set():
+        try:
+            np.testing.assert_allclose(gradcam_faces(explained.model, faces, explained.preprocessing), expected_maps,
+                                       atol=1e-5)
+            np.testing.assert_allclose(explained.probabilities(faces), expected_probs, atol=1e-6)
+        except Exception as exc:  # the first failure is enough
+            errors.append(exc)
+            break
+    loader.join()
+    sys.setswitchinterval(interval)
+    assert not errors, errors[0]

@@ -564,3 +564,18 @@ def test_a_dead_workers_admitted_requests_leave_the_queue_depth(tmp_path: Path, 
         alive.communicate("\n", timeout=30)
     assert "ferkit_queue_depth 3.0" in lines  # the live worker's 3, not 3 + the dead one's 2
     assert 'ferkit_requests_total{endpoint="/v1/analyze",status="200"} 2.0' in lines
+
+
+def test_shutdown_waits_for_requests_in_flight_as_long_as_they_may_run(monkeypatch: pytest.MonkeyPatch):
+    """On SIGTERM uvicorn cancels what is still running after timeout_graceful_shutdown; shorter
+    than a request's own timeout, it dropped answers (16-photo Grad-CAM batches cut off)."""
+    import uvicorn
+
+    from ferkit.serve.server import run
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # run() hands its settings on through FERKIT_* variables
+    for timeout in (30.0, 7.5):
+        run(ServeSettings(timeout_s=timeout), "127.0.0.1", 8000)
+        assert isinstance(seen["timeout_graceful_shutdown"], int) and seen["timeout_graceful_shutdown"] > timeout

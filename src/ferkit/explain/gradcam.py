@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam
 from torch import nn
 
-from ferkit.models.base import FerModel
+from ferkit.models.base import MODULE_CALL_LOCK, FerModel
 from ferkit.preprocessing import Preprocessing
-
-# One lock for all Grad-CAM calls: captum adds hooks to the model for the call's duration, so two
-# threads sharing a model (the web app) must not interleave. captum removes its hooks in `finally`.
-_LOCK = threading.Lock()
 
 
 def gradcam(
@@ -36,7 +30,7 @@ def gradcam(
     """
     if not isinstance(model, FerModel):
         raise TypeError("gradcam needs a ferkit model (it names its Grad-CAM layer)")
-    with _LOCK:
+    with MODULE_CALL_LOCK:  # captum removes its hooks in `finally`
         was_training = model.training
         model.eval()
         try:

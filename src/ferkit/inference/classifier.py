@@ -9,6 +9,7 @@ import torch
 
 from ferkit.inference.base import Classifier, check_prior
 from ferkit.inference.checkpoint import LoadedModel, load_model
+from ferkit.models.base import MODULE_CALL_LOCK
 
 
 class FaceClassifier(Classifier):
@@ -55,7 +56,7 @@ class FaceClassifier(Classifier):
         return self
 
     def _logits(self, inputs: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
+        with MODULE_CALL_LOCK, torch.inference_mode():
             return self._fast(torch.from_numpy(inputs).to(self.device)).float().cpu().numpy()
 
 
@@ -65,7 +66,8 @@ def _inference_copy(model: torch.nn.Module) -> torch.nn.Module:
     from torch.fx.experimental.optimization import fuse
 
     try:
-        fast = fuse(model)
+        with MODULE_CALL_LOCK:
+            fast = fuse(model)
     except (torch.fx.proxy.TraceError, NotImplementedError, RuntimeError, TypeError):
         return model  # an architecture FX cannot trace runs as it is
     # torch's type hints omit Module.to's memory_format keyword, which it documents and accepts

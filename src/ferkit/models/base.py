@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import nn
 
 from ferkit.errors import ConfigError
+
+#: Held by whatever runs a ferkit model's modules while another thread may be tracing one with
+#: torch.fx: tracing swaps torch.nn.Module.__call__ for the whole process, and a forward pass on
+#: another thread meanwhile fails ("module is not installed as a submodule"). Also Grad-CAM's lock:
+#: captum hooks a model shared between threads for the call's duration.
+MODULE_CALL_LOCK = threading.RLock()
 
 
 class FerModel(nn.Module):

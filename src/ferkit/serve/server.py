@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import subprocess
@@ -63,8 +64,10 @@ def run(settings: ServeSettings, host: str, port: int, workers: int = 1) -> None
     os.environ.update(settings.to_env())
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ferkit-metrics-")
+    # On SIGTERM, requests in flight finish first: each gets its answer (or its 503) within
+    # timeout_s, so shutting down sooner would drop them without a response.
     uvicorn.run("ferkit.serve.server:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_config=log_config(), access_log=False, timeout_graceful_shutdown=10,
+                log_config=log_config(), access_log=False, timeout_graceful_shutdown=math.ceil(settings.timeout_s) + 5,
                 limit_concurrency=None, server_header=False)
 
 
