@@ -73,7 +73,7 @@ class FaceDetector(ABC):
         if scale < 1.0:
             import cv2
 
-            # A sliver of an image (1 x 8000) keeps at least one pixel across
+            # A sliver of an image (1 x 8000) keeps at least one pixel across.
             small = cv2.resize(image_rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                interpolation=cv2.INTER_AREA)
             raw = [_rescale(f, 1.0 / scale) for f in self._detect(small, max(1, round(opts.min_size * scale)))]

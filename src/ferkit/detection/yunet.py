@@ -70,8 +70,8 @@ def _library() -> _Library:
         if _LIBRARY is None:
             library = _Library()
             # The library fills its network's weights on its first call, unguarded: first calls from
-            # several threads at once corrupt the heap ("double free or corruption", or a wrong
-            # result). One call on a blank image here, under the lock, does that once.
+            # several threads at once corrupt the heap ("double free or corruption") or fail inside
+            # it. One call on a blank image here, under the lock, does that once.
             library.detect(np.zeros((32, 32, 3), np.uint8))
             _LIBRARY = library
         return _LIBRARY
