@@ -50,3 +50,23 @@ def test_serve_options_show_serve_settings_defaults_and_leave_them_to_it():
         assert options[dest].default is None
         assert f"default {text})" in options[dest].help.replace("default: ", "default "), dest
     assert d.detect_size == DetectorOptions().max_side and d.model == DEFAULT_MODEL  # one definition each
+
+
+def test_serve_refuses_tampered_weights_in_one_line_before_any_worker_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    import shutil
+
+    import ferkit.serve.server
+
+    started: list[object] = []
+    monkeypatch.setattr(ferkit.serve.server, "run", lambda *args, **kwargs: started.append(args))
+    folder = shutil.copytree(Path(ferkit.serve.server.__file__).parent.parent / "weights" / DEFAULT_MODEL,
+                             tmp_path / "mine")
+    assert main(["serve", "--model", str(folder)]) == 0 and len(started) == 1  # intact: the server starts
+    for weights in [*folder.glob("*.onnx"), folder / "weights.safetensors"]:  # whichever the default runs
+        with weights.open("ab") as handle:
+            handle.write(b"\0")
+    assert main(["serve", "--model", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ferkit: error:") and "sha256 differs" in err and "Traceback" not in err
+    assert len(started) == 1

@@ -18,6 +18,7 @@ import pytest
 from conftest import png_header_only
 from PIL import Image
 from serve_helpers import REPO, Server, running_server
+from starlette.responses import JSONResponse
 
 import ferkit
 from ferkit.serve.batching import MicroBatcher
@@ -380,6 +381,86 @@ def test_an_unexpected_error_is_a_500_with_the_request_id(caplog: pytest.LogCapt
     assert answer.json()["error"] == {"code": "internal", "request_id": "boom-42",
                                       "message": "the server failed on this request; it is logged under the request id"}
     assert "unexpected error on GET /v1/models" in caplog.text and "MemoryError" in caplog.text
+
+
+def test_request_heads_over_the_limit_are_refused_and_the_server_keeps_answering(server: Server):
+    """A head that arrives whole gets the gate's 431; one still growing past the limit gets the
+    parser's 400 before it is read on (httptools, uvicorn's default, read a 200 KB header whole)."""
+    import asyncio
+
+    from ferkit.serve.gate import MAX_HEAD_BYTES, Gate
+    from ferkit.serve.metrics import Metrics
+
+    reached: list[str] = []
+
+    async def app(scope, receive, send) -> None:
+        reached.append(scope["path"])
+        await JSONResponse({"ok": True})(scope, receive, send)
+
+    async def call(size: int) -> httpx.Response:
+        transport = httpx.ASGITransport(app=Gate(app, ServeSettings(), Metrics()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/v1/models", headers={"X-Big": "a" * size})
+
+    assert asyncio.run(call(MAX_HEAD_BYTES - 200)).status_code == 200 and reached == ["/v1/models"]
+    refused = asyncio.run(call(MAX_HEAD_BYTES))
+    assert refused.status_code == 431 and refused.json()["error"]["code"] == "headers_too_large"
+    assert reached == ["/v1/models"]  # the app never saw it
+
+    host, port = server.url.removeprefix("http://").split(":")
+    ok = httpx.get(server.url + "/healthz", headers={"X-Big": "a" * (MAX_HEAD_BYTES - 200)})
+    assert ok.status_code == 200
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        try:  # 2 MB: more than one read of the server's socket, so the head is unfinished when refused
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 2_000_000 + b"\r\n\r\n")
+        except OSError:  # the server may close before the whole head is sent
+            pass
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}
+
+
+def test_uploads_past_the_receiving_cap_are_told_so_not_that_the_queue_is_full():
+    import asyncio
+    import json
+
+    from ferkit.serve.gate import RECEIVING_PER_PLACE, Gate
+    from ferkit.serve.metrics import Metrics
+
+    async def app(scope, receive, send) -> None:
+        while (await receive()).get("more_body", False):
+            pass
+        await JSONResponse({"ok": True})(scope, receive, send)
+
+    async def never() -> dict:
+        await asyncio.Event().wait()
+        return {}
+
+    async def run() -> list[dict]:
+        gate = Gate(app, ServeSettings(queue_size=1, body_timeout_s=30), Metrics())
+        scope = {"type": "http", "method": "POST", "path": "/v1/analyze", "raw_path": b"/v1/analyze",
+                 "query_string": b"", "headers": [(b"content-type", b"multipart/form-data; boundary=b")]}
+
+        async def ignore(message: dict) -> None:
+            pass
+
+        slow = [asyncio.create_task(gate(dict(scope), never, ignore)) for _ in range(RECEIVING_PER_PLACE)]
+        await asyncio.sleep(0.1)
+        answer: list[dict] = []
+
+        async def keep(message: dict) -> None:
+            answer.append(message)
+
+        await gate(dict(scope), never, keep)
+        for task in slow:
+            task.cancel()
+        await asyncio.gather(*slow, return_exceptions=True)
+        return answer
+
+    start, body = asyncio.run(run())
+    error = json.loads(body["body"])["error"]
+    assert start["status"] == 503 and error["code"] == "overloaded"
+    assert error["message"] == f"too many uploads are arriving at once ({RECEIVING_PER_PLACE}); retry shortly"
 
 
 def test_concurrent_large_uploads_share_the_pixel_budget(hardened: Server):

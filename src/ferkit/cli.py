@@ -242,6 +242,7 @@ def _cmd_app(args: argparse.Namespace) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> None:
+    from ferkit.inference.recognizer import load
     from ferkit.serve.server import run
 
     settings = ServeSettings.from_env(
@@ -249,6 +250,9 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         max_batch_images=args.max_batch_images, queue_size=args.queue_size, timeout_s=args.timeout,
         batch_wait_ms=args.batch_wait_ms, max_batch_faces=args.max_batch_faces, detect_size=args.detect_size,
         cors_origins=tuple(args.cors_origin) if args.cors_origin else None)
+    # Every worker loads the default model as it starts; one that cannot load (a wrong path,
+    # tampered weights) is refused here in one line, not in a traceback from each worker.
+    load(settings.model, prior=settings.prior)
     if args.ray:
         from ferkit.serve.ray_serve import run_ray
 

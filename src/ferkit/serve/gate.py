@@ -32,6 +32,8 @@ ENDPOINTS = WORK_PATHS | {"/v1/models", "/healthz", "/readyz", "/metrics"}
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 #: Requests that may be receiving their body at once, per place in the queue.
 RECEIVING_PER_PLACE = 4
+#: Largest request line and headers together, in bytes (431 beyond; see server.run for the parser's share).
+MAX_HEAD_BYTES = 16 * 1024
 
 
 @dataclass
@@ -110,6 +112,10 @@ class Gate:
 
     def _refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
         path = scope["path"]
+        head = len(scope.get("raw_path") or b"") + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if head > MAX_HEAD_BYTES:
+            return error_response(431, "headers_too_large",
+                                  f"the request's headers are over {MAX_HEAD_BYTES // 1024} KB; send fewer or shorter ones")
         if self._keys and path.startswith("/v1/") and scope["method"] != "OPTIONS" and not self._authorized(headers):
             return error_response(401, "unauthorized", "this server needs an API key: send 'Authorization: Bearer KEY'",
                                   {"WWW-Authenticate": "Bearer"})
@@ -119,10 +125,12 @@ class Gate:
         if path in WORK_PATHS and scope["method"] == "POST" and not headers.get("content-type", "").lower().startswith(
                 "multipart/form-data"):
             return error_response(415, "unsupported_type", "send the files as multipart/form-data (curl -F file=@photo.jpg)")
-        if path in WORK_PATHS and (self.in_flight >= self.settings.queue_size
-                                   or self.receiving >= RECEIVING_PER_PLACE * self.settings.queue_size):
+        if path in WORK_PATHS and self.in_flight >= self.settings.queue_size:
             self.metrics.rejected.inc()
             return overloaded(self._busy())
+        if path in WORK_PATHS and self.receiving >= RECEIVING_PER_PLACE * self.settings.queue_size:
+            self.metrics.rejected.inc()
+            return overloaded(f"too many uploads are arriving at once ({self.receiving}); retry shortly")
         return None
 
     def _busy(self) -> str:
