@@ -463,6 +463,60 @@ def test_uploads_past_the_receiving_cap_are_told_so_not_that_the_queue_is_full()
     assert error["message"] == f"too many uploads are arriving at once ({RECEIVING_PER_PLACE}); retry shortly"
 
 
+def test_a_request_past_its_timeout_keeps_its_place_until_its_work_ends():
+    """The 503 comes on time, but the endpoint's thread cannot be stopped: its place in the queue
+    stays taken until the thread ends, so new work does not pile up on it, and its late answer is dropped."""
+    import asyncio
+    import json
+
+    from starlette.concurrency import run_in_threadpool
+
+    from ferkit.serve.gate import Gate
+    from ferkit.serve.metrics import Metrics
+
+    finished: list[float] = []
+
+    def work(seconds: float) -> None:
+        time.sleep(seconds)
+        finished.append(time.monotonic())
+
+    async def app(scope, receive, send) -> None:
+        while (await receive()).get("more_body", False):
+            pass
+        await run_in_threadpool(work, float(scope["query_string"] or 0))
+        await JSONResponse({"late": True})(scope, receive, send)
+
+    async def body() -> dict:
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    async def call(gate: Gate, seconds: float) -> tuple[list[dict], float]:
+        scope = {"type": "http", "method": "POST", "path": "/v1/analyze", "raw_path": b"/v1/analyze",
+                 "query_string": str(seconds).encode(),
+                 "headers": [(b"content-type", b"multipart/form-data; boundary=b")]}
+        sent: list[dict] = []
+
+        async def keep(message: dict) -> None:
+            sent.append({**message, "at": time.monotonic()})
+
+        await gate(scope, body, keep)
+        return sent, time.monotonic()
+
+    async def run() -> None:
+        gate = Gate(app, ServeSettings(queue_size=1, timeout_s=0.5), Metrics())
+        slow = asyncio.create_task(call(gate, 2.0))
+        await asyncio.sleep(0.8)  # its 503 has gone out; its thread works on
+        busy, _ = await call(gate, 0)
+        assert busy[0]["status"] == 503 and "busy" in json.loads(busy[1]["body"])["error"]["message"]
+        sent, returned = await slow
+        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]  # no late answer
+        assert sent[0]["status"] == 503 and b"no answer within 0.5 s" in sent[1]["body"]
+        assert sent[1]["at"] < finished[0] - 1 and returned >= finished[0]  # answered on time, freed at the end
+        again, _ = await call(gate, 0)
+        assert again[0]["status"] == 200 and gate.in_flight == 0
+
+    asyncio.run(run())
+
+
 def test_concurrent_large_uploads_share_the_pixel_budget(hardened: Server):
     big = io.BytesIO()
     Image.new("RGB", (2000, 2000), (90, 120, 150)).save(big, "PNG")  # 4 megapixels: the whole budget

@@ -65,6 +65,8 @@ class Gate:
         started = time.perf_counter()
         status = [500]
         response_started = [False]
+        answered_s: list[float] = []
+        gate_answered = [False]  # the gate answered for the app (timeout): the app's own answer is dropped
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -72,7 +74,13 @@ class Gate:
                 status[0] = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
                 message["headers"] = [*headers, (b"x-request-id", REQUEST_ID.get().encode())]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered_s.append(time.perf_counter() - started)
             await send(message)
+
+        async def app_send(message: Message) -> None:
+            if not gate_answered[0]:
+                await send_with_id(message)
 
         try:
             refusal = self._refusal(scope, headers)
@@ -81,14 +89,27 @@ class Gate:
                 return
             state = _Admission(receiving=scope["path"] in WORK_PATHS)
             self.receiving += state.receiving
+            work = asyncio.ensure_future(self.app(scope, self._guarded(receive, state), app_send))
             try:
-                await asyncio.wait_for(self.app(scope, self._guarded(receive, state), send_with_id),
-                                       self.settings.timeout_s)
+                try:
+                    await asyncio.wait_for(asyncio.shield(work), self.settings.timeout_s)
+                except asyncio.CancelledError:
+                    work.cancel()
+                    raise
             except TimeoutError:
+                if state.receiving:  # still waiting for its body: nothing runs for it yet
+                    work.cancel()
                 if not response_started[0]:
+                    gate_answered[0] = True
                     answer = (BodyTimeout(self._slow_body()).response() if state.receiving else
                               overloaded(f"no answer within {self.settings.timeout_s:g} s; try again"))
                     await answer(scope, receive, send_with_id)
+                # An admitted request keeps its place until its work ends: the endpoint's thread cannot
+                # be stopped, and freeing the place at the 503 let new work pile up on the running one.
+                for outcome in await asyncio.gather(work, return_exceptions=True):
+                    if isinstance(outcome, Exception) and not isinstance(outcome, Refused):
+                        logger.error("error after the timeout answer on %s %s: %r", scope["method"], scope["path"],
+                                     outcome)
             except Refused as exc:
                 if not response_started[0]:
                     await exc.response()(scope, receive, send_with_id)
@@ -104,7 +125,7 @@ class Gate:
                     self.metrics.queue_depth.dec()
         finally:
             endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
-            elapsed = time.perf_counter() - started
+            elapsed = answered_s[0] if answered_s else time.perf_counter() - started
             self.metrics.requests.labels(endpoint, str(status[0])).inc()
             self.metrics.latency.labels(endpoint).observe(elapsed)
             logger.info("%s %s %d %.1f ms", scope["method"], scope["path"], status[0], elapsed * 1000)
