@@ -397,15 +397,16 @@ def test_request_heads_over_the_limit_are_refused_and_the_server_keeps_answering
         reached.append(scope["path"])
         await JSONResponse({"ok": True})(scope, receive, send)
 
-    async def call(size: int) -> httpx.Response:
+    async def call(size: int, query: int = 0) -> httpx.Response:
         transport = httpx.ASGITransport(app=Gate(app, ServeSettings(), Metrics()))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.get("/v1/models", headers={"X-Big": "a" * size})
+            return await client.get("/v1/models", headers={"X-Big": "a" * size}, params={"q": "a" * query})
 
     assert asyncio.run(call(MAX_HEAD_BYTES - 200)).status_code == 200 and reached == ["/v1/models"]
     refused = asyncio.run(call(MAX_HEAD_BYTES))
     assert refused.status_code == 431 and refused.json()["error"]["code"] == "headers_too_large"
-    assert reached == ["/v1/models"]  # the app never saw it
+    assert asyncio.run(call(0, query=MAX_HEAD_BYTES)).status_code == 431  # the query string counts too
+    assert reached == ["/v1/models"]  # the app never saw them
 
     host, port = server.url.removeprefix("http://").split(":")
     ok = httpx.get(server.url + "/healthz", headers={"X-Big": "a" * (MAX_HEAD_BYTES - 200)})
@@ -515,6 +516,52 @@ def test_a_request_past_its_timeout_keeps_its_place_until_its_work_ends():
         assert again[0]["status"] == 200 and gate.in_flight == 0
 
     asyncio.run(run())
+
+
+def test_transfer_encoding_with_content_length_is_refused_and_the_connection_closed(server: Server):
+    """Both framings in one request is the shape of request smuggling: the answer must close the connection."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        sock.sendall(b"POST /v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"not both" in answer
+    assert b"HTTP/1.1 200" not in answer  # the request after it on the connection was never read
+
+
+def test_a_request_that_waited_for_a_thread_past_its_timeout_does_no_work(monkeypatch: pytest.MonkeyPatch):
+    """The endpoints run in a pool of threads; a request still waiting for one when its 503 went
+    out stops at its first step instead of decoding and analysing for nobody."""
+    import asyncio
+
+    import anyio
+
+    import ferkit.serve.app
+    from ferkit.serve.app import create_app
+
+    decoded: list[str] = []
+    decode = ferkit.serve.app._decode_photo
+    monkeypatch.setattr(ferkit.serve.app, "_decode_photo", lambda data, name, *rest: (decoded.append(name),
+                                                                                      decode(data, name, *rest))[1])
+    photo = {"file": ("amy1.png", (DATA / "amy1.png").read_bytes(), "image/png")}
+
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+        transport = httpx.ASGITransport(app=create_app(ServeSettings(timeout_s=1)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            busy = asyncio.create_task(anyio.to_thread.run_sync(time.sleep, 2.5))  # the only thread, taken
+            await asyncio.sleep(0.1)
+            late = await client.post("/v1/analyze", files=photo, timeout=60)
+            await busy
+            return late, await client.post("/v1/analyze", files=photo, timeout=60)
+
+    late, fresh = asyncio.run(run())
+    assert late.status_code == 503 and "no answer within 1 s" in late.json()["error"]["message"]
+    assert fresh.status_code == 200 and fresh.json()["faces"][0]["emotion"] == "happiness"
+    assert decoded == ["amy1.png"]  # the fresh request's only
 
 
 def test_concurrent_large_uploads_share_the_pixel_budget(hardened: Server):

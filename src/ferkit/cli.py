@@ -251,8 +251,10 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         batch_wait_ms=args.batch_wait_ms, max_batch_faces=args.max_batch_faces, detect_size=args.detect_size,
         cors_origins=tuple(args.cors_origin) if args.cors_origin else None)
     # Every worker loads the default model as it starts; one that cannot load (a wrong path,
-    # tampered weights) is refused here in one line, not in a traceback from each worker.
-    load(settings.model, prior=settings.prior)
+    # tampered weights) is refused here in one line, not in a traceback from each worker. On a
+    # Ray cluster given by --address the model is loaded by the nodes, and its path may be theirs.
+    if not (args.ray and args.address):
+        load(settings.model, prior=settings.prior)
     if args.ray:
         from ferkit.serve.ray_serve import run_ray
 

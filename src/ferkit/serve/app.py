@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Query, UploadFile
+from fastapi import Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
@@ -30,7 +30,7 @@ from ferkit.inference.recognizer import Analysis
 from ferkit.preprocessing import FACE_SIZE
 from ferkit.serve.budget import PixelBudget, PixelLease
 from ferkit.serve.errors import ApiError, error_response, install_error_handlers
-from ferkit.serve.gate import Gate
+from ferkit.serve.gate import Gate, abandoned
 from ferkit.serve.metrics import Metrics
 from ferkit.serve.models import ModelPool, ServedModel
 from ferkit.serve.settings import ServeSettings
@@ -88,28 +88,33 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
 
     @app.post("/v1/analyze", dependencies=bearer, summary="emotions of every face in one photo")
     def analyze(file: Annotated[UploadFile, File(description="a photo: JPEG, PNG, WebP, BMP, GIF or TIFF")],
-                options: Annotated[AnalyzeOptions, Depends(analyze_options)]) -> dict[str, Any]:
+                options: Annotated[AnalyzeOptions, Depends(analyze_options)], request: Request) -> dict[str, Any]:
+        go_on = _go_on(request)
+        go_on()
         served = pool.get(options.model, options.prior)
         with lease() as pixels:
             rgb, scale = _decode_photo(_read(file, settings), _name(file), settings, pixels)
-            result = _analyze_images(pool, served, [(rgb, scale)], options, settings)[0]
+            result = _analyze_images(pool, served, [(rgb, scale)], options, settings, go_on)[0]
         return {**result, "model": served.name, "prior": served.prior}
 
     @app.post("/v1/analyze/batch", dependencies=bearer, summary="emotions of every face in several photos")
     def analyze_batch(files: Annotated[list[UploadFile], File(description="photos, one result each in order")],
-                      options: Annotated[AnalyzeOptions, Depends(analyze_options)]) -> dict[str, Any]:
+                      options: Annotated[AnalyzeOptions, Depends(analyze_options)], request: Request) -> dict[str, Any]:
+        go_on = _go_on(request)
+        go_on()
         if len(files) > settings.max_batch_images:
             raise ApiError(413, "too_many_images", f"{len(files)} images; at most {settings.max_batch_images} per request")
         served = pool.get(options.model, options.prior)
         decoded: list[tuple[np.ndarray, float] | dict[str, Any]] = []
         with lease() as pixels:
             for upload in files:
+                go_on()
                 try:
                     decoded.append(_decode_photo(_read(upload, settings), _name(upload), settings, pixels))
                 except ApiError as exc:  # one bad image fails alone
                     decoded.append({"error": {"code": exc.code, "message": exc.message}})
             images = [item for item in decoded if isinstance(item, tuple)]
-            analysed = iter(_analyze_images(pool, served, images, options, settings))
+            analysed = iter(_analyze_images(pool, served, images, options, settings, go_on))
         results = [item if isinstance(item, dict) else next(analysed) for item in decoded]
         for upload, result in zip(files, results):
             result["filename"] = _name(upload)
@@ -119,15 +124,19 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     def classify(
         files: Annotated[list[UploadFile], File(description="face crops (PNG, JPEG, ...: any size, made 48x48 gray) "
                                                             "or one .npy of uint8 (N, 48, 48)")],
+        request: Request,
         prior: Annotated[Literal["train", "uniform"] | None, Query()] = None,
         model: Annotated[str | None, Query(max_length=64)] = None,
     ) -> dict[str, Any]:
+        go_on = _go_on(request)
+        go_on()
         served = pool.get(model, prior)
         with lease() as pixels:
             faces = np.concatenate([_decode_faces(_read(upload, settings, NPY_TYPES), _name(upload), settings, pixels)
                                     for upload in files])
         if len(faces) > settings.max_classify_faces:
             raise ApiError(413, "too_many_faces", f"{len(faces)} faces; at most {settings.max_classify_faces} per request")
+        go_on()
         probs = served.classify(faces, settings.timeout_s)
         metrics.faces.labels("/v1/classify").observe(len(faces))
         return {"labels": list(served.recognizer.labels), "probabilities": probs.tolist(),
@@ -157,6 +166,19 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
                            expose_headers=["X-Request-ID", "Retry-After"])
     return app
+
+
+def _go_on(request: Request) -> Callable[[], None]:
+    """A check for the endpoint's thread to call between its steps: it stops the work once the gate
+    has given up on the request (its 503 is out; the answer would be dropped). A thread cannot be
+    stopped from outside, and without this a request that waited for a free thread past its
+    timeout still ran all its work."""
+
+    def go_on() -> None:
+        if abandoned(request.scope):
+            raise ApiError(503, "overloaded", "the request was given up: it ran past its timeout")
+
+    return go_on
 
 
 def _name(upload: UploadFile) -> str:
@@ -233,17 +255,24 @@ def _npy_faces(data: bytes, name: str, max_faces: int) -> np.ndarray:
 
 
 def _analyze_images(pool: ModelPool, served: ServedModel, images: list[tuple[np.ndarray, float]],
-                    options: AnalyzeOptions, settings: ServeSettings) -> list[dict[str, Any]]:
+                    options: AnalyzeOptions, settings: ServeSettings, go_on: Callable[[], None]) -> list[dict[str, Any]]:
     """Detect per image, classify every face of every image in one (shared) batch."""
+    go_on()
     detector = pool.detector(options.min_face, options.max_faces or settings.max_faces)
     recognizer = served.recognizer.with_settings(detector, options.min_confidence)
-    analysed = recognizer.analyze_decoded(images, classify=lambda faces: served.classify(faces, settings.timeout_s))
+
+    def classify(faces: np.ndarray) -> np.ndarray:
+        go_on()  # detection is done: the step between it and the forward pass
+        return served.classify(faces, settings.timeout_s)
+
+    analysed = recognizer.analyze_decoded(images, classify=classify)
     out = []
     for analysis in analysed:
         rgb, scale = analysis.image, analysis.scale
         body = {"faces": [r.to_dict() for r in analysis.results], "width": round(rgb.shape[1] * scale),
                 "height": round(rgb.shape[0] * scale)}
         if options.gradcam:
+            go_on()
             for face, overlay in zip(body["faces"], _gradcam(served, analysis, settings.max_gradcam_faces)):
                 face["gradcam"] = overlay
         pool.metrics.faces.labels("/v1/analyze").observe(len(analysis.results))

@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import logging
 import re
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,6 +35,15 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 RECEIVING_PER_PLACE = 4
 #: Largest request line and headers together, in bytes (431 beyond; see server.run for the parser's share).
 MAX_HEAD_BYTES = 16 * 1024
+#: The scope key of a request's threading.Event, set once nobody waits for its answer (its 503 has
+#: gone out, or it was cancelled): the endpoint stops at its next step (see ``abandoned``).
+ABANDONED = "ferkit.abandoned"
+
+
+def abandoned(scope: Scope) -> bool:
+    """Whether the gate gave up on this request: work done for it now would be thrown away."""
+    event = scope.get(ABANDONED)
+    return event is not None and event.is_set()
 
 
 @dataclass
@@ -82,6 +92,9 @@ class Gate:
             if not gate_answered[0]:
                 await send_with_id(message)
 
+        given_up = threading.Event()  # read by the endpoint's thread
+        scope = {**scope, ABANDONED: given_up}
+
         try:
             refusal = self._refusal(scope, headers)
             if refusal is not None:
@@ -94,9 +107,11 @@ class Gate:
                 try:
                     await asyncio.wait_for(asyncio.shield(work), self.settings.timeout_s)
                 except asyncio.CancelledError:
+                    given_up.set()
                     work.cancel()
                     raise
             except TimeoutError:
+                given_up.set()
                 if state.receiving:  # still waiting for its body: nothing runs for it yet
                     work.cancel()
                 if not response_started[0]:
@@ -105,7 +120,8 @@ class Gate:
                               overloaded(f"no answer within {self.settings.timeout_s:g} s; try again"))
                     await answer(scope, receive, send_with_id)
                 # An admitted request keeps its place until its work ends: the endpoint's thread cannot
-                # be stopped, and freeing the place at the 503 let new work pile up on the running one.
+                # be stopped, only told to stop at its next step, and freeing the place at the 503 let
+                # new work pile up on the running one.
                 for outcome in await asyncio.gather(work, return_exceptions=True):
                     if isinstance(outcome, Exception) and not isinstance(outcome, Refused):
                         logger.error("error after the timeout answer on %s %s: %r", scope["method"], scope["path"],
@@ -133,10 +149,15 @@ class Gate:
 
     def _refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
         path = scope["path"]
-        head = len(scope.get("raw_path") or b"") + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        head = (len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+                + sum(len(name) + len(value) + 4 for name, value in scope["headers"]))
         if head > MAX_HEAD_BYTES:
             return error_response(431, "headers_too_large",
                                   f"the request's headers are over {MAX_HEAD_BYTES // 1024} KB; send fewer or shorter ones")
+        if "transfer-encoding" in headers and "content-length" in headers:
+            # The shape of request smuggling (RFC 9112 6.1): refused, and the connection closed.
+            return error_response(400, "bad_request", "send Transfer-Encoding or Content-Length, not both",
+                                  {"Connection": "close"})
         if self._keys and path.startswith("/v1/") and scope["method"] != "OPTIONS" and not self._authorized(headers):
             return error_response(401, "unauthorized", "this server needs an API key: send 'Authorization: Bearer KEY'",
                                   {"WWW-Authenticate": "Bearer"})
