@@ -68,6 +68,7 @@ def write_faces(data: str, out: str) -> None:
     images, labels = test.images[keep], test.labels[keep]  # FER+ indices 0-6 are SHARED's order
     suite = corruptions()
     arrays = {"clean": images, "labels": labels, **{name: suite[name](images) for name in CORRUPTIONS}}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, **arrays)
     for key, array in arrays.items():  # raw uint8 copies for the face-api script (JavaScript)
         name = "labels.u8" if key == "labels" else f"faces_{key}.u8"
