@@ -32,6 +32,18 @@ ROLES = {
 }
 
 
+def bundled_source(member: dict) -> str:
+    """'the bundled `fast`, ' for a member taken from a bundled model that still ships those weights;
+    a bundled model replaced since is named by the weights' sha256."""
+    source = member.get("source")
+    if source not in BUNDLED_MODELS:
+        return ""
+    now = load_model(bundled_dir(source)).metadata.get("sha256") if source in bundled_models() else None
+    if now == member.get("sha256"):
+        return f"the bundled `{source}`, "
+    return f"a former bundled `{source}` (sha256 `{str(member.get('sha256'))[:12]}...`), "
+
+
 def summary(metrics: dict) -> dict:
     out = {key: metrics[key] for key in SUMMARY_KEYS}
     out["recall"] = {name: row["recall"] for name, row in metrics["per_class"].items()}
@@ -57,9 +69,8 @@ def model_section(name: str, metadata: dict) -> str:
     if "members" in metadata:
         architecture = (f"an ensemble of {len(metadata['members'])} networks (`ferkit ensemble`): their log-probabilities "
                         "averaged" + (" over each face and its mirror image, inside the network" if metadata["model_kwargs"].get("mirror") else ""))
-        training_lines = "\n".join(f"- Member {i + 1}: " + (f"the bundled `{m['source']}`, " if m.get("source") in BUNDLED_MODELS else "")
-                                   + f"`{m['model']}` {m['model_kwargs']}, " + training_line(m)
-                                   for i, m in enumerate(metadata["members"]))
+        training_lines = "\n".join(f"- Member {i + 1}: " + bundled_source(m) + f"`{m['model']}` {m['model_kwargs']}, "
+                                   + training_line(m) for i, m in enumerate(metadata["members"]))
     else:
         architecture = f"`{metadata['model']}` {metadata['model_kwargs'] or ''}"
         training_lines = "- Training: " + training_line(metadata)

@@ -188,11 +188,12 @@ def test_the_ensemble_command_refuses_one_member_and_a_used_folder(trained_run: 
 
 
 @pytest.mark.slow
-def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_with_fast(smoke_data: Path, tmp_path: Path):
+def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_with_its_second_network(
+        smoke_data: Path, tmp_path: Path):
     """scripts/train_accurate.sh with 1 planned epoch: the first call starts both members in the
     background, a call while they train starts nothing, the call after they finish builds the two
-    candidate ensembles (the first member and the bundled fast; both members and fast), and a
-    further call leaves them alone."""
+    candidate ensembles (the first member and the shipped accurate's second network, the `fast` of
+    its day; both members and that network), and a further call leaves them alone."""
     import os
     import subprocess
     import sys
@@ -216,8 +217,8 @@ def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_wit
     assert [m["run"] for m in load_model(tmp_path / "runs" / "accurate-ens2").metadata["members"]][0] == "accurate-m1-e1"
     meta = load_model(tmp_path / "runs" / "accurate-ens3").metadata
     assert [meta["members"][i]["run"] for i in (0, 2)] == ["accurate-m1-e1", "accurate-m2-e1"]
-    assert meta["members"][1]["sha256"] == load_model(bundled_weights("fast")).metadata["sha256"]
-    trained = [meta["members"][i]["training"] for i in (0, 2)]  # the shipped model's order: m1, fast, m2
+    assert meta["members"][1]["sha256"] == load_model(bundled_weights("accurate")).metadata["members"][1]["sha256"]
+    trained = [meta["members"][i]["training"] for i in (0, 2)]  # the shipped model's order: m1, that network, m2
     assert [t["seed"] for t in trained] == [1, 3] and [t["augment"]["degrade"] for t in trained] == [0.5, 0.5]
     assert [(t["augment"]["rotation"], t["augment"]["shift"]) for t in trained] == [(10.0, 0.1), (15.0, 0.15)]
     assert meta["calibration"]["max_accuracy_drop"] == 0.003

@@ -110,7 +110,7 @@ class Gate:
                     given_up.set()
                     work.cancel()
                     raise
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
                 given_up.set()
                 if state.receiving:  # still waiting for its body: nothing runs for it yet
                     work.cancel()
@@ -217,7 +217,7 @@ class Gate:
                 return await receive()
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
+            except asyncio.TimeoutError:  # not TimeoutError before Python 3.11
                 raise BodyTimeout(self._slow_body()) from None
             if message["type"] == "http.request":
                 remaining[0] -= len(message.get("body", b""))
