@@ -38,7 +38,8 @@ def bundled_source(member: dict) -> str:
     source = member.get("source")
     if source not in BUNDLED_MODELS:
         return ""
-    now = load_model(bundled_dir(source)).metadata.get("sha256") if source in bundled_models() else None
+    shipped = bundled_dir(source) / METADATA_FILE  # its record only: no weights loaded for a name
+    now = json.loads(shipped.read_text()).get("sha256") if shipped.is_file() else None
     if now == member.get("sha256"):
         return f"the bundled `{source}`, "
     return f"a former bundled `{source}` (sha256 `{str(member.get('sha256'))[:12]}...`), "
