@@ -215,6 +215,8 @@ def test_models_and_health(server: Server):
     assert fast["labels"] == list(ferkit.EMOTIONS) and fast["parameters"] == 1_056_424
     assert fast["test_metrics"]["train"]["accuracy"] == metadata["test_metrics"]["accuracy"]
     assert fast["test_metrics"]["uniform"]["balanced_accuracy"] == metadata["test_metrics_uniform"]["balanced_accuracy"]
+    # The default path is named, and so is what the listed test scores measured.
+    assert (fast["backend"], fast["precision"], fast["test_metrics_measured_with"]) == ("onnx", "int8", "torch, fp32")
     assert httpx.get(server.url + "/readyz").json()["status"] == "ready"
     assert "/v1/analyze" in httpx.get(server.url + "/openapi.json").json()["paths"]
 

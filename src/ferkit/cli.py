@@ -32,7 +32,7 @@ MODEL_HELP = "bundled model (fast, accurate) or a run folder, .safetensors or .o
 BACKENDS = ("auto", "torch", "onnx")
 BACKEND_HELP = "auto: ONNX Runtime where the model has an ONNX file (the bundled models), torch otherwise"
 PRECISION_HELP = ("with ONNX Runtime: fp32, int8, or auto: the precision ferkit.load() runs (int8 for the bundled "
-                  "fast model, fp32 for other models)")
+                  "models, fp32 for other models)")
 PRIOR_HELP = ("class prior: train (faces as frequent as in FER+, mostly neutral and happy) or uniform "
               "(every emotion equally likely: posed or elicited expressions)")
 

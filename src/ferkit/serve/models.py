@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ferkit.detection import DEFAULT_DETECTOR, DetectorOptions, create_detector
-from ferkit.inference.base import PRIORS
+from ferkit.inference.base import PRIORS, Classifier
 from ferkit.inference.bundled import BUNDLED_MODELS, bundled_models
 from ferkit.inference.recognizer import Recognizer, load
 from ferkit.serve.batching import MicroBatcher
@@ -102,10 +102,14 @@ class ModelPool:
         for name in sorted(self.sources):
             entry: dict[str, Any] = {"name": name, "default": name == self.default, "priors": list(PRIORS),
                                      "default_prior": self.settings.prior}
-            metadata = self._metadata(name)
+            runs = self._runs(name)
+            metadata = runs.metadata if runs is not None else {}
             entry["labels"] = metadata.get("labels")
             entry["architecture"] = metadata.get("model")
             entry["parameters"] = _number(metadata.get("parameters"))
+            if runs is not None:  # what answers, and what the test scores below were measured with
+                entry["backend"], entry["precision"] = runs.backend, runs.precision
+                entry["test_metrics_measured_with"] = "torch, fp32"
             for key, prior in (("test_metrics", "train"), ("test_metrics_uniform", "uniform")):
                 metrics = metadata.get(key)
                 if isinstance(metrics, dict):
@@ -114,18 +118,19 @@ class ModelPool:
             out.append(entry)
         return out
 
-    def _metadata(self, name: str) -> dict[str, Any]:
+    def _runs(self, name: str) -> Classifier | None:
+        """The classifier that answers for ``name`` (None if it cannot load)."""
         # A copy first: another request may be adding a model right now, and iterating the dict
         # itself would then fail. Copying it is one step for the interpreter; taking the lock
         # instead would make the listing wait for that model's whole load.
         for (model, _), served in list(self._loaded.items()):
             if model == name:
-                return dict(served.recognizer.classifier.metadata)
+                return served.recognizer.classifier
         try:
-            return dict(self.get(name, None).recognizer.classifier.metadata)
+            return self.get(name, None).recognizer.classifier
         except Exception:  # a model that cannot load is listed without its details
             logger.exception("model %s could not be loaded", name)
-            return {}
+            return None
 
     def close(self) -> None:
         for served in self._loaded.values():
