@@ -693,7 +693,7 @@ def test_listing_models_while_other_models_load_never_fails(monkeypatch: pytest.
     def list_models() -> None:
         while not done.is_set():
             try:
-                assert pool._metadata("target") == {"model": "target"}
+                assert pool._runs("target").metadata == {"model": "target"}
             except Exception as exc:  # handed to the test's thread
                 errors.append(exc)
                 return
