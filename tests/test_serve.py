@@ -668,6 +668,31 @@ def test_large_uploads_are_reduced_as_they_are_decoded(fmt: str, reserved: int, 
     assert seen == [reserved] and rgb.shape == shape and scale == pytest.approx(5000 / shape[1])
 
 
+def test_listing_says_what_answers_and_claims_no_scores_a_model_lacks(monkeypatch: pytest.MonkeyPatch):
+    """A run of the user's own (no test scores) is listed with its backend and precision and no
+    word on how scores it lacks were measured; a model that cannot load is listed bare."""
+    from types import SimpleNamespace
+
+    from ferkit.serve.metrics import Metrics
+    from ferkit.serve.models import ModelPool
+
+    pool = ModelPool(ServeSettings(), Metrics())
+    pool.sources = {"mine": "mine", "broken": "broken"}
+
+    def load(name: str, prior: str | None) -> SimpleNamespace:
+        if name == "broken":
+            raise OSError("no such folder")
+        classifier = SimpleNamespace(metadata={"model": "fernet", "labels": list(ferkit.EMOTIONS)},
+                                     backend="torch", precision="fp32")
+        return SimpleNamespace(recognizer=SimpleNamespace(classifier=classifier), batcher=None)
+
+    monkeypatch.setattr(pool, "_load", load)
+    listed = {entry["name"]: entry for entry in pool.describe()}
+    assert (listed["mine"]["backend"], listed["mine"]["precision"]) == ("torch", "fp32")
+    assert "test_metrics" not in listed["mine"] and "test_metrics_measured_with" not in listed["mine"]
+    assert listed["broken"]["labels"] is None and "backend" not in listed["broken"]
+
+
 def test_listing_models_while_other_models_load_never_fails(monkeypatch: pytest.MonkeyPatch):
     """GET /v1/models reads the loaded models while other requests add theirs; iterating the dict
     they grow raised "dictionary changed size during iteration" (a 500)."""
@@ -693,7 +718,7 @@ def test_listing_models_while_other_models_load_never_fails(monkeypatch: pytest.
     def list_models() -> None:
         while not done.is_set():
             try:
-                assert pool._runs("target").metadata == {"model": "target"}
+                assert pool._classifier("target").metadata == {"model": "target"}
             except Exception as exc:  # handed to the test's thread
                 errors.append(exc)
                 return

@@ -18,6 +18,9 @@ from ferkit.serve.metrics import Metrics
 from ferkit.serve.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
+#: What the test scores in model.json were measured with: scripts/ship_model.py scores the torch
+#: weights; the int8 files' own scores are in reports/MODEL/onnx.json of the source tree.
+TEST_METRICS_MEASURED_WITH = "torch, fp32"
 
 
 @dataclass
@@ -97,28 +100,30 @@ class ModelPool:
             min_size=min_face, max_faces=min(max_faces, self.settings.max_faces), max_side=self.settings.detect_size))
 
     def describe(self) -> list[dict[str, Any]]:
-        """Every model this server can answer with: labels, parameters, test metrics, priors."""
+        """Every model this server can answer with: labels, parameters, the backend and precision
+        that answer, test metrics (and what they were measured with), priors."""
         out = []
         for name in sorted(self.sources):
             entry: dict[str, Any] = {"name": name, "default": name == self.default, "priors": list(PRIORS),
                                      "default_prior": self.settings.prior}
-            runs = self._runs(name)
-            metadata = runs.metadata if runs is not None else {}
+            classifier = self._classifier(name)
+            metadata = classifier.metadata if classifier is not None else {}
             entry["labels"] = metadata.get("labels")
             entry["architecture"] = metadata.get("model")
             entry["parameters"] = _number(metadata.get("parameters"))
-            if runs is not None:  # what answers, and what the test scores below were measured with
-                entry["backend"], entry["precision"] = runs.backend, runs.precision
-                entry["test_metrics_measured_with"] = "torch, fp32"
+            if classifier is not None:
+                entry["backend"], entry["precision"] = classifier.backend, classifier.precision
             for key, prior in (("test_metrics", "train"), ("test_metrics_uniform", "uniform")):
                 metrics = metadata.get(key)
                 if isinstance(metrics, dict):
                     entry.setdefault("test_metrics", {})[prior] = {
                         k: metrics.get(k) for k in ("accuracy", "balanced_accuracy", "images", "protocol")}
+            if "test_metrics" in entry:
+                entry["test_metrics_measured_with"] = TEST_METRICS_MEASURED_WITH
             out.append(entry)
         return out
 
-    def _runs(self, name: str) -> Classifier | None:
+    def _classifier(self, name: str) -> Classifier | None:
         """The classifier that answers for ``name`` (None if it cannot load)."""
         # A copy first: another request may be adding a model right now, and iterating the dict
         # itself would then fail. Copying it is one step for the interpreter; taking the lock
