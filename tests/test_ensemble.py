@@ -44,6 +44,25 @@ def test_the_output_is_the_members_mean_log_probability_over_the_face_and_its_mi
                                    rtol=0, atol=1e-5)
 
 
+def test_weights_scale_each_members_log_probability_and_stay_out_of_the_weights_file():
+    torch.manual_seed(0)
+    weighted = create_model("ensemble", members=[SMALL, OTHER], mirror=False, weights=[3, 1]).eval()
+    assert isinstance(weighted, Ensemble)
+    x = torch.randn(4, 1, 48, 48)
+    with torch.no_grad():
+        first, second = (F.log_softmax(m(x), dim=1) for m in weighted.members)
+        torch.testing.assert_close(weighted(x), 0.75 * first + 0.25 * second, rtol=0, atol=1e-5)
+        alike = _ensemble(mirror=False)  # same seed: the same networks
+        alike.load_state_dict(weighted.state_dict(), strict=True)  # the weights are no tensor of the file
+        torch.testing.assert_close(alike(x), (first + second) / 2, rtol=0, atol=1e-5)
+        assert not torch.allclose(alike(x), weighted(x), atol=1e-3)
+    for weights, error in [([1], "needs 2 weights"), ([1, 1, 1], "needs 2 weights"), ("31", "needs 2 weights"),
+                           ([1, 0], "positive and finite"), ([1, -2], "positive and finite"),
+                           ([1, float("nan")], "positive and finite"), ([1, "a"], "are numbers")]:
+        with pytest.raises(ConfigError, match=error):
+            create_model("ensemble", members=[SMALL, OTHER], weights=weights)
+
+
 def test_members_are_checked():
     with pytest.raises(ConfigError, match="at least one member"):
         create_model("ensemble")
@@ -174,6 +193,42 @@ def test_an_ensemble_exports_to_onnx_and_runs_there_as_in_torch(ensemble_run: Pa
     np.testing.assert_allclose(onnx.probabilities(faces), FaceClassifier.from_path(ensemble_run).probabilities(faces),
                                atol=1e-5)
     assert ferkit.load(ensemble_run).classifier.path == ensemble_run / "model.onnx"
+
+
+def test_the_ensemble_command_weighs_networks_as_told_in_every_backend(ensemble_run: Path, trained_run: Path,
+                                                                       smoke_data: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str],
+                                                                       caplog: pytest.LogCaptureFixture):
+    from ferkit.data import load_dataset
+    from ferkit.inference.onnx_backend import OnnxClassifier, export_onnx
+    from ferkit.training.ensemble import build_ensemble
+
+    out = tmp_path / "weighted"
+    assert main(["ensemble", str(trained_run), "fast", "--weights", "1,3", "--out", str(out), "--data",
+                 str(smoke_data)]) == 0
+    weighted = load_model(out)
+    assert weighted.metadata["model_kwargs"]["weights"] == [1.0, 3.0] and "calibration" in weighted.metadata
+    faces = torch.rand(3, 1, 48, 48)
+    networks = [load_model(trained_run).model.eval(), load_model(bundled_weights("fast")).model.eval()]
+    with torch.no_grad():
+        run_part, fast_part = (F.log_softmax(torch.cat([m(faces), m(faces.flip(-1))]), dim=1).view(2, 3, -1).mean(0)
+                               for m in networks)
+        np.testing.assert_allclose(weighted.model.eval()(faces), 0.25 * run_part + 0.75 * fast_part, atol=1e-5)
+    images = np.random.default_rng(3).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    onnx = OnnxClassifier(export_onnx(out, out / "model.onnx"))  # the weights are in the exported graph too
+    np.testing.assert_allclose(onnx.probabilities(images), FaceClassifier.from_path(out).probabilities(images), atol=1e-5)
+    caplog.clear()  # networks taken from a weighted ensemble weigh as the new one says
+    data = load_dataset(smoke_data, cache_dir=tmp_path / "cache", progress=False)
+    regrown = load_model(build_ensemble([out], tmp_path / "regrown", data))
+    assert "weighs its networks unequally" in caplog.text and "weights" not in regrown.metadata["model_kwargs"]
+    for weights, error in [("1,2,3", "needs 2 weights"), ("1,0", "positive and finite")]:
+        assert main(["ensemble", str(trained_run), "fast", "--weights", weights, "--out", str(tmp_path / "refused"),
+                     "--data", str(smoke_data)]) == 2
+        assert error in capsys.readouterr().err and not (tmp_path / "refused").exists()
+    with pytest.raises(SystemExit):
+        main(["ensemble", str(trained_run), "fast", "--weights", "3;1", "--out", str(tmp_path / "refused"),
+              "--data", str(smoke_data)])
+    assert "not comma-separated numbers: 3;1" in capsys.readouterr().err
 
 
 def test_the_ensemble_command_refuses_one_member_and_a_used_folder(trained_run: Path, smoke_data: Path, tmp_path: Path,

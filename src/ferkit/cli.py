@@ -130,7 +130,8 @@ def _cmd_ensemble(args: argparse.Namespace) -> None:
     from ferkit.training.ensemble import build_ensemble
 
     limit = {} if args.max_accuracy_drop is None else {"max_accuracy_drop": args.max_accuracy_drop}
-    out = build_ensemble(args.members, args.out, load_dataset(args.data, args.votes), mirror=args.mirror, **limit)
+    out = build_ensemble(args.members, args.out, load_dataset(args.data, args.votes), mirror=args.mirror,
+                         weights=args.weights, **limit)
     networks = json.loads(resolve_weights(out)[1].read_text())["members"]  # build_ensemble has loaded it once
     print(f"ensemble of {len(networks)} networks: {out}")
 
@@ -270,6 +271,14 @@ def _yaml_value(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise argparse.ArgumentTypeError(f"not a YAML value: {text} ({exc})") from exc
+
+
+def _weights_list(text: str) -> list[float]:
+    """``3,1,1,1`` as numbers; whether they suit the ensemble is checked where it is built."""
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text}") from None
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
@@ -428,6 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--votes", help="fer2013new.csv, with --data fer2013.csv")
     ensemble.add_argument("--no-mirror", dest="mirror", action="store_false",
                           help="do not average each face with its mirror image inside the model")
+    ensemble.add_argument("--weights", type=_weights_list, metavar="W1,W2,...",
+                          help="each network's weight in the average, in order (e.g. 3,1,1,1: the first counts half); default alike")
     ensemble.add_argument("--max-accuracy-drop", type=float,
                           help="most validation accuracy the logit adjustment may cost (default: as ferkit calibrate)")
     ensemble.set_defaults(func=_cmd_ensemble)

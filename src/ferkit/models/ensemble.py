@@ -1,12 +1,14 @@
 """An ensemble of trained networks as one model: one weights file, one ONNX graph, one forward pass.
 
-Each member's log-probabilities are averaged (the geometric mean of their probabilities), over the
-face and its mirror image when ``mirror`` is on. The mirror image is part of the network rather
-than a test-time option, so every backend and caller runs exactly what was measured.
+Each member's log-probabilities are averaged (the geometric mean of their probabilities), alike or
+with the given weights, over the face and its mirror image when ``mirror`` is on. The mirror image
+is part of the network rather than a test-time option, so every backend and caller runs exactly
+what was measured.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +28,23 @@ def member_spec(model: str, model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {"model": model, "model_kwargs": dict(model_kwargs)}
 
 
+def member_weights(weights: Sequence[float] | None, members: int) -> list[float]:
+    """``weights`` scaled to sum to 1 (alike when None); ConfigError unless there is one positive,
+    finite weight per member."""
+    if weights is None:
+        return [1.0 / members] * members
+    if isinstance(weights, (str, bytes)) or len(weights) != members:
+        raise ConfigError(f"an ensemble of {members} members needs {members} weights, got {weights!r}")
+    try:
+        values = [float(w) for w in weights]
+    except (TypeError, ValueError):
+        raise ConfigError(f"ensemble weights are numbers, got {list(weights)!r}") from None
+    if not all(math.isfinite(w) and w > 0 for w in values):
+        raise ConfigError(f"ensemble weights must be positive and finite (leave a network out rather than weigh it 0), "
+                          f"got {values}")
+    return [w / sum(values) for w in values]
+
+
 @register_model(ENSEMBLE, composite=True)
 class Ensemble(FerModel):
     """Members (each a ferkit model, not an ensemble) averaged in log-probability space.
@@ -34,9 +53,13 @@ class Ensemble(FerModel):
         num_classes: outputs of every member.
         members: ``[{"model": NAME, "model_kwargs": {...}}, ...]``, at least one.
         mirror: average each face with its mirror image too.
+        weights: each member's weight in the average (positive, scaled to sum to 1); None weighs
+            them alike. A strong member beside several weaker ones can then count for more than
+            its share of the networks.
     """
 
-    def __init__(self, num_classes: int = 8, members: Sequence[Mapping[str, Any]] = (), mirror: bool = True) -> None:
+    def __init__(self, num_classes: int = 8, members: Sequence[Mapping[str, Any]] = (), mirror: bool = True,
+                 weights: Sequence[float] | None = None) -> None:
         super().__init__(num_classes)
         if not members:
             raise ConfigError("an ensemble needs at least one member")
@@ -52,11 +75,15 @@ class Ensemble(FerModel):
             built.append(member)
         self.members = nn.ModuleList(built)
         self.mirror = bool(mirror)
+        # Not persistent: the weights live in model.json's model_kwargs, and the weights file of an
+        # ensemble holds its networks only, as it always has.
+        self.register_buffer("member_weights", torch.tensor(member_weights(weights, len(built))), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mirror:  # the faces and their mirror images in one batch: one call per member
             x = torch.cat([x, x.flip(-1)])
-        out = torch.stack([F.log_softmax(member(x).float(), dim=1) for member in self.members]).mean(dim=0)
+        out = torch.stack([F.log_softmax(member(x).float(), dim=1) for member in self.members])
+        out = torch.tensordot(self.member_weights.to(out.dtype), out, dims=1)
         if self.mirror:
             out = out.view(2, -1, out.shape[-1]).mean(dim=0)
         return out

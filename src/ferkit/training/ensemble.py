@@ -17,7 +17,7 @@ from ferkit.errors import ConfigError
 from ferkit.inference.bundled import ModelSource, resolve_model
 from ferkit.inference.checkpoint import LoadedModel, load_model, save_weights
 from ferkit.models import count_parameters, create_model
-from ferkit.models.ensemble import ENSEMBLE, Ensemble, member_spec
+from ferkit.models.ensemble import ENSEMBLE, Ensemble, member_spec, member_weights
 from ferkit.training.calibrate import MAX_ACCURACY_DROP, calibrate_weights
 
 logger = logging.getLogger(__name__)
@@ -50,8 +50,8 @@ def _networks(source: ModelSource, model: LoadedModel, mirror: bool,
               picks: list[int] | None = None) -> list[tuple[dict[str, Any], nn.Module, dict[str, Any]]]:
     """Each network of ``model`` (spec, module, record): the model itself, or an ensemble's members
     (those numbered in ``picks``, all when None), so that a bundled ensemble such as ``accurate`` can
-    be extended with new networks or have one replaced; every network of the new ensemble then
-    weighs alike."""
+    be extended with new networks or have one replaced; in the new ensemble the networks weigh as
+    its own weights say, not as they did in ``model``."""
     if model.metadata["model"] != ENSEMBLE:
         if picks is not None:
             raise ConfigError(f"{source} is one network, not an ensemble; it has no members to pick")
@@ -61,6 +61,8 @@ def _networks(source: ModelSource, model: LoadedModel, mirror: bool,
     if model.model.mirror != mirror:  # allowed: the new ensemble is calibrated and measured as it runs
         logger.warning("%s averages %s mirror images; its networks join an ensemble %s them", source,
                        "with" if model.model.mirror else "without", "with" if mirror else "without")
+    if model.metadata["model_kwargs"].get("weights") is not None:
+        logger.warning("%s weighs its networks unequally; in the new ensemble they weigh as its weights say", source)
     records = model.metadata.get("members") or [{} for _ in model.model.members]
     networks = [(dict(spec), module, {**record, "via": f"{source} (member {i + 1})"})
                 for i, (spec, module, record) in enumerate(zip(model.metadata["model_kwargs"]["members"],
@@ -73,11 +75,12 @@ def _networks(source: ModelSource, model: LoadedModel, mirror: bool,
 
 
 def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceData, mirror: bool = True,
-                   max_accuracy_drop: float = MAX_ACCURACY_DROP) -> Path:
+                   max_accuracy_drop: float = MAX_ACCURACY_DROP, weights: Sequence[float] | None = None) -> Path:
     """Write an ensemble of ``members`` (bundled names, run folders or .safetensors files) into the
     weights folder ``out``, calibrated on ``data``'s validation split; returns ``out``. A member that
     is itself an ensemble contributes its networks, each as one member; ``accurate:1,3`` contributes
-    only its first and third.
+    only its first and third. ``weights`` gives each network (after that expansion) its weight in
+    the average; None weighs them alike.
 
     The members must share labels and preprocessing; the ensemble's training prior (for the
     logit adjustment) is that of ``data``'s train split under the first member's label mode, and
@@ -112,7 +115,9 @@ def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceDa
         logger.warning("the same network joins the ensemble %s times: sha256 %s",
                        max(hashes.count(h) for h in repeated), ", ".join(h[:12] for h in repeated))
     specs = [spec for spec, _, _ in networks]
-    ensemble = create_model(ENSEMBLE, num_classes=len(first.labels), members=specs, mirror=mirror)
+    member_weights(weights, len(networks))  # refused before any work is written
+    weighting = {} if weights is None else {"weights": [float(w) for w in weights]}
+    ensemble = create_model(ENSEMBLE, num_classes=len(first.labels), members=specs, mirror=mirror, **weighting)
     assert isinstance(ensemble, Ensemble)
     for target, (_, network, _) in zip(ensemble.members, networks):
         target.load_state_dict(network.state_dict(), strict=True)
@@ -121,7 +126,7 @@ def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceDa
     records = [record for _, _, record in networks]
     seconds = [r.get("train_seconds") for r in records]
     metadata: dict[str, Any] = {
-        "model": ENSEMBLE, "model_kwargs": {"members": specs, "mirror": mirror}, "labels": list(first.labels),
+        "model": ENSEMBLE, "model_kwargs": {"members": specs, "mirror": mirror, **weighting}, "labels": list(first.labels),
         "preprocessing": first.preprocessing.to_dict(), "temperature": 1.0, "label_mode": label_mode,
         "data": {"source": data.source, "kind": data.kind, "fingerprint": data.fingerprint,
                  "train_faces": len(module.train), "valid_faces": len(module.valid)},
