@@ -68,8 +68,10 @@ def model_section(name: str, metadata: dict) -> str:
         for emotion in plain["recall"]
     )
     if "members" in metadata:
+        weights = metadata["model_kwargs"].get("weights")
         architecture = (f"an ensemble of {len(metadata['members'])} networks (`ferkit ensemble`): their log-probabilities "
-                        "averaged" + (" over each face and its mirror image, inside the network" if metadata["model_kwargs"].get("mirror") else ""))
+                        "averaged" + (f" with weights {', '.join(f'{w:g}' for w in weights)} (in the members' order)" if weights else "")
+                        + (" over each face and its mirror image, inside the network" if metadata["model_kwargs"].get("mirror") else ""))
         training_lines = "\n".join(f"- Member {i + 1}: " + bundled_source(m) + f"`{m['model']}` {m['model_kwargs']}, "
                                    + training_line(m) for i, m in enumerate(metadata["members"]))
     else:
@@ -125,8 +127,11 @@ The report with every plot is `reports/{name}/report.md`.
 def training_line(metadata: dict) -> str:
     """How one trained network (a model or an ensemble's member) was trained, from its description."""
     training = metadata["training"]
-    init = metadata.get("init_weights")
+    init, teacher = metadata.get("init_weights"), metadata.get("teacher")
     start = f", starting from weights sha256 `{init['sha256'][:12]}...`" if init else ""
+    if teacher:
+        start += (f", taught by `{Path(teacher['path']).parent.name}` (sha256 `{teacher['sha256'][:12]}...`, "
+                  f"weight {teacher['weight']}, temperature {teacher['temperature']})")
     return f"""run `{metadata['run']}` on {metadata.get('hardware', 'unrecorded hardware')}
   ({metadata.get('train_seconds', 0) / 60:.0f} min{start}), label mode `{metadata['label_mode']}`,
   {training['epochs']} epochs planned, best epoch {metadata['epoch']} by `{metadata['monitor']}`; lr {training['lr']},

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 MODEL_CACHE_ENTRIES = 4  # classifiers kept in memory at once (each bundled model, each prior)
 PRIOR_LABELS = {"train": "as in everyday photos (mostly neutral, happy)", "uniform": "every emotion equally likely"}
 #: The model menu's help, for the bundled models this install holds.
-MODEL_HELP = {"fast": "fast: the default, under 2 ms per face", "accurate": "accurate: three networks, 4-6 times the time, more accurate and balanced on everyday photos"}
+MODEL_HELP = {"fast": "fast: the default, under 2 ms per face", "accurate": "accurate: a ResNet and three small networks, 5-7 times the time, more accurate and balanced"}
 
 
 @dataclass(frozen=True)
