@@ -71,7 +71,8 @@ def model_section(name: str, metadata: dict) -> str:
         weights = metadata["model_kwargs"].get("weights")
         architecture = (f"an ensemble of {len(metadata['members'])} networks (`ferkit ensemble`): their log-probabilities "
                         "averaged" + (f" with weights {', '.join(f'{w:g}' for w in weights)} (in the members' order)" if weights else "")
-                        + (" over each face and its mirror image, inside the network" if metadata["model_kwargs"].get("mirror") else ""))
+                        + (" over each face and its mirror image, inside the network" if metadata["model_kwargs"].get("mirror")
+                           else ", each face alone (no mirror image)"))
         training_lines = "\n".join(f"- Member {i + 1}: " + bundled_source(m) + f"`{m['model']}` {m['model_kwargs']}, "
                                    + training_line(m) for i, m in enumerate(metadata["members"]))
     else:

@@ -58,9 +58,22 @@ def test_weights_scale_each_members_log_probability_and_stay_out_of_the_weights_
         assert not torch.allclose(alike(x), weighted(x), atol=1e-3)
     for weights, error in [([1], "needs 2 weights"), ([1, 1, 1], "needs 2 weights"), ("31", "needs 2 weights"),
                            ([1, 0], "positive and finite"), ([1, -2], "positive and finite"),
-                           ([1, float("nan")], "positive and finite"), ([1, "a"], "are numbers")]:
+                           ([1, float("nan")], "positive and finite"), ([1, float("inf")], "positive and finite"),
+                           ([1e308, 1e308], "positive and finite"), ([1, "a"], "are numbers")]:
         with pytest.raises(ConfigError, match=error):
             create_model("ensemble", members=[SMALL, OTHER], weights=weights)
+
+
+def test_the_average_stays_in_float32_under_autocast():
+    """A distillation teacher runs inside bf16 autocast: the members may, the weighting may not."""
+    torch.manual_seed(0)
+    model = create_model("ensemble", members=[SMALL, OTHER], mirror=False, weights=[3, 1]).eval()
+    x = torch.randn(6, 1, 48, 48)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        parts = [F.log_softmax(m(x).float(), dim=1).double() for m in model.members]
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), 0.75 * parts[0] + 0.25 * parts[1], rtol=0, atol=1e-5)
 
 
 def test_members_are_checked():
@@ -200,7 +213,7 @@ def test_the_ensemble_command_weighs_networks_as_told_in_every_backend(ensemble_
                                                                        capsys: pytest.CaptureFixture[str],
                                                                        caplog: pytest.LogCaptureFixture):
     from ferkit.data import load_dataset
-    from ferkit.inference.onnx_backend import OnnxClassifier, export_onnx
+    from ferkit.inference.onnx_backend import OnnxClassifier, export_onnx, quantize_int8
     from ferkit.training.ensemble import build_ensemble
 
     out = tmp_path / "weighted"
@@ -217,6 +230,12 @@ def test_the_ensemble_command_weighs_networks_as_told_in_every_backend(ensemble_
     images = np.random.default_rng(3).integers(0, 256, (5, 48, 48), dtype=np.uint8)
     onnx = OnnxClassifier(export_onnx(out, out / "model.onnx"))  # the weights are in the exported graph too
     np.testing.assert_allclose(onnx.probabilities(images), FaceClassifier.from_path(out).probabilities(images), atol=1e-5)
+    calibration = np.random.default_rng(4).integers(0, 256, (256, 48, 48), dtype=np.uint8)
+    int8 = OnnxClassifier(quantize_int8(out / "model.onnx", out / "model.int8.onnx", calibration))
+    many = np.random.default_rng(5).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    logits = int8.raw_logits(many)  # combined in float: not 256 levels, as a quantized output would be
+    assert len(np.unique(logits)) > 0.9 * logits.size
+    np.testing.assert_allclose(logits, onnx.raw_logits(many), atol=0.1)
     caplog.clear()  # networks taken from a weighted ensemble weigh as the new one says
     data = load_dataset(smoke_data, cache_dir=tmp_path / "cache", progress=False)
     regrown = load_model(build_ensemble([out], tmp_path / "regrown", data))
@@ -247,7 +266,7 @@ def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_wit
         smoke_data: Path, tmp_path: Path):
     """scripts/train_accurate.sh with 1 planned epoch: the first call starts both members in the
     background, a call while they train starts nothing, the call after they finish builds the two
-    candidate ensembles (the first member and the shipped accurate's second network, the `fast` of
+    candidate ensembles (the first member and the shipped accurate's third network, the `fast` of
     its day; both members and that network), and a further call leaves them alone."""
     import os
     import subprocess
@@ -272,7 +291,8 @@ def test_the_accurate_recipe_trains_two_members_side_by_side_then_joins_them_wit
     assert [m["run"] for m in load_model(tmp_path / "runs" / "accurate-ens2").metadata["members"]][0] == "accurate-m1-e1"
     meta = load_model(tmp_path / "runs" / "accurate-ens3").metadata
     assert [meta["members"][i]["run"] for i in (0, 2)] == ["accurate-m1-e1", "accurate-m2-e1"]
-    assert meta["members"][1]["sha256"] == load_model(bundled_weights("accurate")).metadata["members"][1]["sha256"]
+    shipped = load_model(bundled_weights("accurate")).metadata["members"]  # its third network: the fast of its day
+    assert meta["members"][1]["sha256"] == shipped[2]["sha256"] and shipped[2]["sha256"].startswith("4eae97")
     trained = [meta["members"][i]["training"] for i in (0, 2)]  # the shipped model's order: m1, that network, m2
     assert [t["seed"] for t in trained] == [1, 3] and [t["augment"]["degrade"] for t in trained] == [0.5, 0.5]
     assert [(t["augment"]["rotation"], t["augment"]["shift"]) for t in trained] == [(10.0, 0.1), (15.0, 0.15)]

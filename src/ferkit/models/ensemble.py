@@ -28,18 +28,18 @@ def member_spec(model: str, model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {"model": model, "model_kwargs": dict(model_kwargs)}
 
 
-def member_weights(weights: Sequence[float] | None, members: int) -> list[float]:
+def normalized_weights(weights: Sequence[float] | None, members: int) -> list[float]:
     """``weights`` scaled to sum to 1 (alike when None); ConfigError unless there is one positive,
     finite weight per member."""
     if weights is None:
         return [1.0 / members] * members
-    if isinstance(weights, (str, bytes)) or len(weights) != members:
-        raise ConfigError(f"an ensemble of {members} members needs {members} weights, got {weights!r}")
     try:
-        values = [float(w) for w in weights]
+        values = [float(w) for w in weights] if not isinstance(weights, (str, bytes)) else None
     except (TypeError, ValueError):
-        raise ConfigError(f"ensemble weights are numbers, got {list(weights)!r}") from None
-    if not all(math.isfinite(w) and w > 0 for w in values):
+        raise ConfigError(f"ensemble weights are numbers, got {weights!r}") from None
+    if values is None or len(values) != members:
+        raise ConfigError(f"an ensemble of {members} members needs {members} weights, got {weights!r}")
+    if not all(math.isfinite(w) and w > 0 for w in values) or not math.isfinite(sum(values)):
         raise ConfigError(f"ensemble weights must be positive and finite (leave a network out rather than weigh it 0), "
                           f"got {values}")
     return [w / sum(values) for w in values]
@@ -77,13 +77,15 @@ class Ensemble(FerModel):
         self.mirror = bool(mirror)
         # Not persistent: the weights live in model.json's model_kwargs, and the weights file of an
         # ensemble holds its networks only, as it always has.
-        self.register_buffer("member_weights", torch.tensor(member_weights(weights, len(built))), persistent=False)
+        self.register_buffer("member_weights", torch.tensor(normalized_weights(weights, len(built))), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mirror:  # the faces and their mirror images in one batch: one call per member
             x = torch.cat([x, x.flip(-1)])
         out = torch.stack([F.log_softmax(member(x).float(), dim=1) for member in self.members])
-        out = torch.tensordot(self.member_weights.to(out.dtype), out, dims=1)
+        # A product and a sum, not a matrix product: autocast would run a matmul in bf16, and int8
+        # export would quantize a MatMul's output, the model's logits.
+        out = (self.member_weights.view(-1, 1, 1) * out).sum(dim=0)
         if self.mirror:
             out = out.view(2, -1, out.shape[-1]).mean(dim=0)
         return out

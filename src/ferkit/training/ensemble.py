@@ -17,7 +17,7 @@ from ferkit.errors import ConfigError
 from ferkit.inference.bundled import ModelSource, resolve_model
 from ferkit.inference.checkpoint import LoadedModel, load_model, save_weights
 from ferkit.models import count_parameters, create_model
-from ferkit.models.ensemble import ENSEMBLE, Ensemble, member_spec, member_weights
+from ferkit.models.ensemble import ENSEMBLE, Ensemble, member_spec, normalized_weights
 from ferkit.training.calibrate import MAX_ACCURACY_DROP, calibrate_weights
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def build_ensemble(members: Sequence[ModelSource], out: str | Path, data: FaceDa
         logger.warning("the same network joins the ensemble %s times: sha256 %s",
                        max(hashes.count(h) for h in repeated), ", ".join(h[:12] for h in repeated))
     specs = [spec for spec, _, _ in networks]
-    member_weights(weights, len(networks))  # refused before any work is written
+    normalized_weights(weights, len(networks))  # refused before any work is written
     weighting = {} if weights is None else {"weights": [float(w) for w in weights]}
     ensemble = create_model(ENSEMBLE, num_classes=len(first.labels), members=specs, mirror=mirror, **weighting)
     assert isinstance(ensemble, Ensemble)
