@@ -58,6 +58,8 @@ class Ensemble(FerModel):
             its share of the networks.
     """
 
+    member_weights: torch.Tensor  # a buffer: each member's weight, summing to 1
+
     def __init__(self, num_classes: int = 8, members: Sequence[Mapping[str, Any]] = (), mirror: bool = True,
                  weights: Sequence[float] | None = None) -> None:
         super().__init__(num_classes)
@@ -85,7 +87,7 @@ class Ensemble(FerModel):
         out = torch.stack([F.log_softmax(member(x).float(), dim=1) for member in self.members])
         # A product and a sum, not a matrix product: autocast would run a matmul in bf16, and int8
         # export would quantize a MatMul's output, the model's logits.
-        out = (self.member_weights.view(-1, 1, 1) * out).sum(dim=0)
+        out = (self.member_weights.reshape(-1, 1, 1) * out).sum(dim=0)
         if self.mirror:
             out = out.view(2, -1, out.shape[-1]).mean(dim=0)
         return out
