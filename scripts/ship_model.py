@@ -164,8 +164,8 @@ def onnx_section(name: str) -> str:
     return f"""
 ### ONNX Runtime files (what `ferkit.load("{name}")` runs)
 Exported from these weights by `python scripts/ship_onnx.py {name} --data $DATA` (int8: static, per-channel
-7-bit weights, uint8 activations calibrated on 2,000 FER+ Valid faces); FER+ test, accuracy /
-balanced accuracy:
+7-bit weights, uint8 activations calibrated on 2,000 FER+ Valid faces; the nodes that write the output stay
+in float, so probabilities are not on a 256-level grid); FER+ test, accuracy / balanced accuracy:
 
 | file | prior | clean | {" | ".join(CAMERA_CORRUPTIONS)} |
 |---|---|---|{"---|" * len(CAMERA_CORRUPTIONS)}

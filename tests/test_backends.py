@@ -107,6 +107,9 @@ def test_int8_export_calibrates_on_valid_faces_and_stays_close(trained_run: Path
     torch_probs = FaceClassifier.from_path(trained_run).probabilities(faces)
     assert (int8.probabilities(faces).argmax(1) == torch_probs.argmax(1)).mean() >= 0.9
     assert np.abs(int8.probabilities(faces) - torch_probs).mean() < 0.05
+    many = np.random.default_rng(5).integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    logits = int8.raw_logits(many)  # the last layer writes float: not 256 levels, as a quantized output would be
+    assert len(np.unique(logits)) > 0.9 * logits.size
     assert main(["export", str(out), "--model", str(trained_run), "--int8"]) == 2  # no --data: a clear error
 
 

@@ -83,15 +83,19 @@ def valid_calibration_faces(data: str | Path, count: int = 2000, seed: int = 0) 
     return faces[np.sort(pick)]
 
 
-def _after_log_softmax(graph: Any) -> list[str]:
-    """The nodes that combine log-probabilities (an ensemble's weighting and averaging, after each
-    member's LogSoftmax): int8 would put the model's output, and every probability and confidence,
-    on a grid of 256 values, so they stay in float. A single network has none."""
+def _float_output_nodes(graph: Any) -> list[str]:
+    """The nodes whose results are the model's output: the one that writes it (a network's last
+    layer) and, in an ensemble, every node that combines the members' log-probabilities after their
+    LogSoftmax. int8 would put the output, and every probability and confidence, on a grid of 256
+    values, so these stay in float; their inputs are still quantized."""
+    outputs = {value.name for value in graph.output}
     derived: set[str] = set()
     names = []
     for node in graph.node:  # ONNX graphs are stored in topological order
         if node.op_type == "LogSoftmax" or any(name in derived for name in node.input):
             derived.update(node.output)
+            names.append(node.name)
+        elif outputs.intersection(node.output):
             names.append(node.name)
     return names
 
@@ -135,7 +139,7 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration_faces: np.ndarr
         quantize_static(str(prepared), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
-                        nodes_to_exclude=_after_log_softmax(onnx.load(str(prepared)).graph))
+                        nodes_to_exclude=_float_output_nodes(onnx.load(str(prepared)).graph))
     return embed_metadata(out, dict(source.metadata, quantization={
         "scheme": "static QDQ, int8 weights per channel (7-bit range), uint8 activations (min-max calibration)",
         "calibration_faces": int(len(inputs)), "tool": "onnxruntime.quantization"}))
