@@ -158,17 +158,19 @@ def onnx_section(name: str) -> str:
                 continue
             # a corruption added to the suite after these files were measured shows as "not measured"
             cells = [scores["clean"]] + [scores["robustness"].get(c) for c in CAMERA_CORRUPTIONS]
+            ece = f"{scores['clean']['ece']:.4f}" if "ece" in scores["clean"] else "not measured"
             rows.append(f"| `{file}` ({precision}{', default' if precision == default else ''}) | `{prior}` | "
                         + " | ".join("not measured" if c is None else f"{pct(c['accuracy'])} / {pct(c['balanced_accuracy'])}"
-                                     for c in cells) + " |")
+                                     for c in cells) + f" | {ece} |")
     return f"""
 ### ONNX Runtime files (what `ferkit.load("{name}")` runs)
 Exported from these weights by `python scripts/ship_onnx.py {name} --data $DATA` (int8: static, per-channel
 7-bit weights, uint8 activations calibrated on 2,000 FER+ Valid faces; the nodes that write the output stay
-in float, so probabilities are not on a 256-level grid); FER+ test, accuracy / balanced accuracy:
+in float, so probabilities are not on a 256-level grid); FER+ test, accuracy / balanced accuracy, and the
+calibration of the clean probabilities (ECE, 15 bins):
 
-| file | prior | clean | {" | ".join(CAMERA_CORRUPTIONS)} |
-|---|---|---|{"---|" * len(CAMERA_CORRUPTIONS)}
+| file | prior | clean | {" | ".join(CAMERA_CORRUPTIONS)} | ECE |
+|---|---|---|{"---|" * len(CAMERA_CORRUPTIONS)}---|
 {chr(10).join(rows)}
 """
 
