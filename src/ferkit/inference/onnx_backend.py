@@ -83,20 +83,39 @@ def valid_calibration_faces(data: str | Path, count: int = 2000, seed: int = 0) 
     return faces[np.sort(pick)]
 
 
+#: Nodes that only carry a layer's result on (reshape it, add a bias): int8 would quantize their
+#: output just the same, so the walk back from an output goes on through them to the layer.
+_CARRIERS = frozenset({"Reshape", "Flatten", "Identity", "Squeeze", "Unsqueeze", "Transpose", "Add"})
+
+
 def _float_output_nodes(graph: Any) -> list[str]:
-    """The nodes whose results are the model's output: the one that writes it (a network's last
-    layer) and, in an ensemble, every node that combines the members' log-probabilities after their
-    LogSoftmax. int8 would put the output, and every probability and confidence, on a grid of 256
-    values, so these stay in float; their inputs are still quantized."""
-    outputs = {value.name for value in graph.output}
+    """The nodes whose results are the model's output: the layer that writes a network's logits (and
+    the nodes that carry them on to the output), and in an ensemble each member's such layer and
+    every node that combines the members' log-probabilities after their LogSoftmax. int8 would put
+    the output, and every probability and confidence, on a grid of 256 values, so these nodes run
+    in float (weights included: the last layer is small); the features they read stay int8."""
+    producer = {tensor: node for node in graph.node for tensor in node.output}
+    names: list[str] = []
+
+    def back_to_layer(tensor: str) -> None:
+        node = producer.get(tensor)
+        while node is not None and node.name not in names:
+            names.append(node.name)
+            computed = [name for name in node.input if name in producer]  # not weights or constants
+            if node.op_type not in _CARRIERS or len(computed) != 1:
+                break
+            node = producer[computed[0]]
+
     derived: set[str] = set()
-    names = []
     for node in graph.node:  # ONNX graphs are stored in topological order
         if node.op_type == "LogSoftmax" or any(name in derived for name in node.input):
             derived.update(node.output)
-            names.append(node.name)
-        elif outputs.intersection(node.output):
-            names.append(node.name)
+            if node.name not in names:
+                names.append(node.name)
+            if node.op_type == "LogSoftmax":
+                back_to_layer(node.input[0])
+    for value in graph.output:
+        back_to_layer(value.name)
     return names
 
 
