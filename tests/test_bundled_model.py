@@ -1,6 +1,7 @@
 """The models shipped inside the package: they load offline by name, their hashes check, and (with
 FER+ at hand) their test accuracy and balanced accuracy are no more than 0.3 points below the
-numbers published with them, for both priors."""
+numbers published with them, and their calibration error no more than 0.005 above, for both priors,
+on the torch weights and on the default int8 ONNX path."""
 
 import numpy as np
 import pytest
@@ -62,11 +63,12 @@ def ferplus(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.parametrize("prior", ["train", "uniform"])
 @pytest.mark.parametrize("path", ["torch", "default"])
 def test_bundled_model_accuracy_matches_its_card(ferplus, tmp_path, name: str, prior: str, path: str):
-    """On the torch weights (the numbers in model.json), and on what ``ferkit.load(name)`` runs: int8
-    ONNX Runtime for fast, against the card's numbers for that file (reports/NAME/onnx.json)."""
+    """On the torch weights (the numbers in model.json), and on what ``ferkit.load(name)`` runs (int8
+    ONNX Runtime), against the card's numbers for that file (reports/NAME/onnx.json), calibration too."""
     import json
 
     from ferkit.evaluation.evaluate import EvalOptions, evaluate_weights, labelled_split
+    from ferkit.evaluation.metrics import expected_calibration_error
     from ferkit.inference.bundled import DEFAULT_PRECISION, ONNX_FILES
 
     folder = bundled_weights(name)
@@ -74,6 +76,7 @@ def test_bundled_model_accuracy_matches_its_card(ferplus, tmp_path, name: str, p
         published = load_model(folder).metadata["test_metrics" if prior == "train" else "test_metrics_uniform"]
         metrics = evaluate_weights(folder, ferplus, tmp_path, EvalOptions(prior=prior))
         images, accuracy, balanced = metrics["images"], metrics["accuracy"], metrics["balanced_accuracy"]
+        ece = metrics["ece"]
     else:
         precision = DEFAULT_PRECISION.get(name, "fp32")
         card = json.loads((REPO / "reports" / name / "onnx.json").read_text())[precision]
@@ -81,12 +84,15 @@ def test_bundled_model_accuracy_matches_its_card(ferplus, tmp_path, name: str, p
         rec = ferkit.load(name, prior=prior)
         assert rec.classifier.path == folder / ONNX_FILES[precision] and rec.labels == tuple(ferplus.classes)
         test = labelled_split(ferplus, "test")
-        labels, predicted = np.asarray(test.labels), rec.classify(test.images).argmax(axis=1)
+        labels, probabilities = np.asarray(test.labels), rec.classify(test.images)
+        predicted = probabilities.argmax(axis=1)
         images, accuracy = len(labels), float((predicted == labels).mean())
         balanced = float(np.mean([(predicted[labels == c] == c).mean() for c in range(len(ferkit.EMOTIONS))]))
+        ece = expected_calibration_error(labels, probabilities)
     assert images == 3137
     assert accuracy >= published["accuracy"] - 0.003
     assert balanced >= published["balanced_accuracy"] - 0.003
+    assert ece <= published["ece"] + 0.005  # the probabilities are as calibrated as the card says
 
 
 @pytest.mark.parametrize("name", SHIPPED)

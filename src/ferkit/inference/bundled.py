@@ -18,7 +18,7 @@ ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 #: scripts/ship_onnx.py (int8 only where it stays within 0.5 points of fp32 clean and 1 point
 #: under each camera corruption); fp32 for every other model.
 #: fast: int8 86.42% clean against fp32 86.32%, -0.22 to +0.48 points under the camera corruptions
-#: (reports/fast/onnx.json). accurate: int8 87.63% against fp32 87.50%, -0.13 to +0.10 points under
+#: (reports/fast/onnx.json). accurate: int8 87.54% against fp32 87.50%, -0.13 to +0.03 points under
 #: the camera corruptions (reports/accurate/onnx.json).
 DEFAULT_PRECISION: dict[str, str] = {"fast": "int8", "accurate": "int8"}
 
