@@ -177,6 +177,7 @@ def test_model_page_shows_the_int8_scores_of_what_runs(monkeypatch: pytest.Monke
         shown = {m.label: m.value for m in at.metric}
         assert shown["Test accuracy (FER+), int8"] == f"{100 * scores['accuracy']:.2f}%"
         assert shown["Balanced accuracy, int8"] == f"{100 * scores['balanced_accuracy']:.2f}%"
+        assert shown["ECE, int8"] == f"{scores['ece']:.3f}"
     assert any(s.value == "FER+ test split, torch weights" for s in at.subheader)
 
 

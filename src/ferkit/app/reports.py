@@ -28,7 +28,7 @@ def report_folder(model: str) -> Path | None:
 
 
 def int8_test_scores(model: str, prior: str) -> dict[str, Any] | None:
-    """FER+ test accuracy and balanced accuracy of a bundled model's int8 ONNX file for ``prior``
+    """FER+ test accuracy, balanced accuracy and ECE of a bundled model's int8 ONNX file for ``prior``
     (reports/MODEL/onnx.json, written by scripts/ship_onnx.py), or None where absent."""
     file = source_file("reports", model, "onnx.json")
     if file is None:
