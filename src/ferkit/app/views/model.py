@@ -42,8 +42,7 @@ def page() -> None:
             cols = st.columns(3)
             cols[0].metric("Test accuracy (FER+), int8", f"{100 * int8['accuracy']:.2f}%")
             cols[1].metric("Balanced accuracy, int8", f"{100 * int8['balanced_accuracy']:.2f}%")
-            if "ece" in int8:  # measured by scripts/ship_onnx.py since it records calibration
-                cols[2].metric("ECE, int8", f"{int8['ece']:.3f}")
+            cols[2].metric("ECE, int8", f"{int8['ece']:.3f}")
         elif classifier.precision == "int8":
             st.caption("The int8 file's own test scores are in reports/ of the source repository (onnx.json); "
                        "their accuracy stays within half a point of the torch weights', their balanced "
