@@ -28,6 +28,31 @@ def test_round_trip_reproduces_logits(tmp_path: Path):
     assert load_model(tmp_path / "weights.safetensors").metadata["sha256"] == loaded.metadata["sha256"]
 
 
+def test_weights_are_readable_by_whoever_may_read_the_users_files(tmp_path: Path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        _save(tmp_path)
+        from ferkit.inference.checkpoint import update_metadata
+
+        update_metadata(tmp_path, {"temperature": 0.5})  # rewrites the tensors with a new header
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "weights.safetensors").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "model.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_the_same_weights_and_description_give_the_same_file(tmp_path: Path):
+    from ferkit.inference.metadata import sha256_file
+
+    hashes = set()
+    for i in range(8):  # safetensors orders several header entries differently from one write to the next
+        _save(tmp_path / str(i))
+        hashes.add(sha256_file(tmp_path / str(i) / "weights.safetensors"))
+    assert len(hashes) == 1
+
+
 def test_corrupt_weights_fail_the_hash_check(tmp_path: Path):
     _save(tmp_path)
     weights = tmp_path / "weights.safetensors"
@@ -115,6 +140,22 @@ def test_onnx_metadata_is_checked_too(tmp_path: Path):
     onnx.save(model, str(path))
     with pytest.raises(CheckpointError, match="'temperature' is -1"):
         OnnxClassifier(path)
+
+
+def test_onnx_files_say_nothing_of_the_machine_that_built_them(tmp_path: Path):
+    import onnx
+
+    import ferkit
+    from ferkit.inference.onnx_backend import export_onnx
+
+    _save(tmp_path / "run", "fernet")
+    path = export_onnx(tmp_path / "run", tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    assert [p.key for p in model.metadata_props] == ["ferkit"]
+    assert not any(node.metadata_props or node.doc_string for node in model.graph.node)
+    assert not model.graph.metadata_props
+    data = path.read_bytes()  # the exporter wrote each node's stack trace, with the source's path
+    assert str(Path(ferkit.__file__).parent).encode() not in data and b"stack_trace" not in data
 
 
 def test_pinned_sha256(tmp_path: Path):

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from ferkit.errors import CheckpointError, FerkitError
@@ -43,7 +43,11 @@ def _seal(weights: Path, meta_file: Path, state: dict[str, torch.Tensor], metada
     inside: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION}
     inside.update((key, value) for key, value in description(metadata).items() if key not in inside)
     partial = weights.with_name(weights.name + ".partial")
-    save_file(state, str(partial), metadata={"format": FORMAT, EMBEDDED_KEY: json.dumps(inside)})
+    # safetensors' save_file creates its file readable by its owner only (0600, whatever the
+    # umask): a service or another account could not load the weights. Written here, the file
+    # gets the permissions of any other file the user creates. One header entry: safetensors
+    # writes several in an order that changes from process to process, and so would the sha256.
+    partial.write_bytes(save(state, metadata={EMBEDDED_KEY: json.dumps(inside)}))
     partial.replace(weights)
     record = {key: metadata[key] for key in ("onnx_sha256",) if key in metadata}
     write_json(meta_file, {**inside, "sha256": sha256_file(weights), **record})

@@ -24,16 +24,46 @@ if TYPE_CHECKING:
 METADATA_KEY = EMBEDDED_KEY
 
 
+def strip_build_details(model: Any) -> None:
+    """Remove what the exporter and the quantizer record about the machine that built a model: each
+    node's Python stack trace (absolute paths of the build's source and virtual environment), module
+    names and export signatures, in the graph and in its functions, and every metadata prop. ONNX
+    Runtime reads none of it; without it a file says nothing about where it was made, and the same
+    weights exported from another checkout give the same bytes."""
+
+    def clear(message: Any) -> None:
+        fields = message.DESCRIPTOR.fields_by_name
+        if "metadata_props" in fields:
+            del message.metadata_props[:]
+        if "doc_string" in fields:
+            message.doc_string = ""
+
+    clear(model)
+    graphs = [model.graph, *model.functions]
+    while graphs:
+        graph = graphs.pop()
+        clear(graph)
+        for field in ("input", "output", "value_info", "initializer", "sparse_initializer"):
+            for item in getattr(graph, field, ()):
+                if not isinstance(item, str):  # a function's inputs and outputs are bare names
+                    clear(item)
+        for node in graph.node:
+            clear(node)
+            for attribute in node.attribute:
+                graphs.extend([attribute.g] if attribute.HasField("g") else [])
+                graphs.extend(attribute.graphs)
+
+
 def embed_metadata(path: str | Path, metadata: dict[str, Any]) -> Path:
-    """Store ``metadata``'s description in an ONNX file's metadata props (replacing what was there;
-    the graph and its weights are unchanged), and record the file's new sha256 in the model.json
-    beside it, if any."""
+    """Store ``metadata``'s description in an ONNX file's metadata props (replacing what was there,
+    build details included: strip_build_details; the graph and its weights are unchanged), and
+    record the file's new sha256 in the model.json beside it, if any."""
     import onnx
 
     path = Path(path)
     model = onnx.load(str(path))
     inside = description(metadata)
-    del model.metadata_props[:]
+    strip_build_details(model)
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(inside)
     onnx.checker.check_model(model)
