@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,3 +62,31 @@ def test_models_of_other_architectures_or_missing_shares_are_refused(tmp_path: P
     for shares in ([-1.0, 2.0], [0.5, 0.6]):  # a negative share or a sum other than 1 scales the variances
         with pytest.raises(ConfigError, match="shares of 0 or more that sum to 1"):
             weight_average([fast, fast], shares)
+
+
+def test_batchnorm_statistics_are_recomputed_on_the_augmented_faces():
+    from ferkit.data.augment import AugmentConfig
+    from ferkit.preprocessing import Preprocessing
+    from ferkit.training.soup import recompute_batchnorm
+
+    faces = np.random.default_rng(0).integers(0, 256, (70, 48, 48), dtype=np.uint8)
+    faces[:, :24] //= 4  # not one gray level's statistics everywhere
+    preprocessing = Preprocessing()
+    still = AugmentConfig(rotation=0, scale=0, shift=0, hflip=0, brightness=0, contrast=0, erase=0)
+    layer = torch.nn.BatchNorm2d(1)
+    with torch.no_grad():
+        layer.running_mean.fill_(5.0)  # averaged statistics, to be replaced
+        layer.running_var.fill_(9.0)
+    model = torch.nn.Sequential(layer).eval()
+    recompute_batchnorm(model, faces, preprocessing, still, seed=3, batch_size=32)
+    order = torch.randperm(70, generator=torch.Generator().manual_seed(3)).numpy()
+    batches = [preprocessing.normalize(preprocessing.to_unit(faces[np.sort(order[s:s + 32])])) for s in (0, 32)]
+    # two full batches (the 6 faces left over are not used, as training drops them), averaged alike
+    torch.testing.assert_close(layer.running_mean, torch.stack([b.mean() for b in batches]).mean().view(1))
+    torch.testing.assert_close(layer.running_var, torch.stack([b.var() for b in batches]).mean().view(1))
+    assert not model.training  # the mode it had
+    brighter = AugmentConfig(rotation=0, scale=0, shift=0, hflip=0, brightness=0, contrast=0, erase=0, degrade=1.0,
+                             gamma=0, blur=0, low_res=0, noise=0, shot_noise=0, jpeg=10)
+    before = layer.running_var.clone()
+    recompute_batchnorm(model, faces, preprocessing, brighter, seed=3, batch_size=32)
+    assert not torch.allclose(layer.running_var, before)  # the augmentation is applied before the statistics

@@ -9,12 +9,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import nn
 
+from ferkit.data.augment import AugmentConfig, BatchAugment
 from ferkit.data.datamodule import FerDataModule
 from ferkit.data.dataset import FaceData
 from ferkit.errors import ConfigError
 from ferkit.inference.checkpoint import LoadedModel, save_weights
+from ferkit.preprocessing import Preprocessing
 from ferkit.training.calibrate import calibrate_weights
 
 #: What a description keeps of measurements made on other weights: nothing.
@@ -39,13 +43,34 @@ def weight_average(states: Sequence[Mapping[str, torch.Tensor]], shares: Sequenc
             if tensor.is_floating_point() else tensor.clone() for name, tensor in last.items()}
 
 
+def recompute_batchnorm(model: nn.Module, faces: np.ndarray, preprocessing: Preprocessing, augment: AugmentConfig,
+                        seed: int = 0, batch_size: int = 256) -> None:
+    """Replace every BatchNorm layer's running statistics by those of ``faces`` (uint8, (N, H, W)),
+    shuffled and augmented as in training, one pass (torch.optim.swa_utils.update_bn). Averaged
+    weights come with averaged statistics, which are not the statistics of the averaged network's
+    own activations (Izmailov et al. 2018 recompute them the same way)."""
+    from torch.optim.swa_utils import update_bn
+
+    augmenter = BatchAugment(augment, seed)
+    order = torch.randperm(len(faces), generator=torch.Generator().manual_seed(seed)).numpy()
+
+    def batches() -> Any:
+        for start in range(0, len(order) - batch_size + 1, batch_size):  # full batches only, as in training
+            x = augmenter(preprocessing.to_unit(faces[np.sort(order[start:start + batch_size])]))
+            yield preprocessing.normalize(x)
+
+    with torch.no_grad():
+        update_bn(batches(), model)
+
+
 def write_average(models: Sequence[LoadedModel], shares: Sequence[float], out: str | Path, data: FaceData,
-                  record: dict[str, Any]) -> Path:
+                  record: dict[str, Any], update_bn: AugmentConfig | None = None) -> Path:
     """Write the weight average of ``models`` into ``out``, calibrated on ``data``'s valid split (both
     priors, the training prior under the last model's label mode) like a trained run; returns ``out``.
 
     The description is the last model's (its measurements left out) plus ``record``; the last
-    model's module receives the averaged weights.
+    model's module receives the averaged weights. With ``update_bn``, the BatchNorm statistics are
+    then recomputed on the training split under that augmentation (recompute_batchnorm).
     """
     last = models[-1]
     for model in models[:-1]:
@@ -55,8 +80,10 @@ def write_average(models: Sequence[LoadedModel], shares: Sequence[float], out: s
         if model.preprocessing != last.preprocessing:
             raise ConfigError(f"{model.path}: its preprocessing differs from {last.path}'s; models must see the same faces")
     last.model.load_state_dict(weight_average([m.model.state_dict() for m in models], shares))
-    description = {key: value for key, value in last.metadata.items() if key not in MEASURED_KEYS}
-    save_weights(last.model, out, {**description, **record})
     module = FerDataModule(data, last.metadata.get("label_mode", "majority"))
+    if update_bn is not None:
+        recompute_batchnorm(last.model, module.train.images, last.preprocessing, update_bn)
+    description = {key: value for key, value in last.metadata.items() if key not in MEASURED_KEYS}
+    save_weights(last.model.eval(), out, {**description, **record})
     calibrate_weights(out, module.valid, module.class_prior())
     return Path(out)
