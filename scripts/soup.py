@@ -40,7 +40,10 @@ def main() -> None:
         "shares": shares}
     augment = None
     if args.update_bn:
-        augment = build_config(overrides=loaded[-1].metadata.get("training") or {}).augment_config
+        training = loaded[-1].metadata.get("training")
+        if not training:
+            parser.error(f"{args.models[-1]} records no training run, so no augmentation to recompute the statistics under")
+        augment = build_config(overrides=training).augment_config
         soup["update_bn"] = {"augment": augment.to_dict(), "seed": 0}
     out = write_average(loaded, shares, args.out, load_dataset(args.data, progress=False), {"soup": soup}, augment)
     print(f"wrote {out}")

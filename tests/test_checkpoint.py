@@ -33,6 +33,7 @@ def test_weights_are_readable_by_whoever_may_read_the_users_files(tmp_path: Path
 
     umask = os.umask(0o022)
     try:
+        (tmp_path / "weights.safetensors.partial").touch(mode=0o600)  # left by an interrupted write
         _save(tmp_path)
         from ferkit.inference.checkpoint import update_metadata
 

@@ -90,3 +90,22 @@ def test_batchnorm_statistics_are_recomputed_on_the_augmented_faces():
     before = layer.running_var.clone()
     recompute_batchnorm(model, faces, preprocessing, brighter, seed=3, batch_size=32)
     assert not torch.allclose(layer.running_var, before)  # the augmentation is applied before the statistics
+    recompute_batchnorm(model, faces[:20], preprocessing, still, seed=3, batch_size=32)  # fewer faces than a batch
+    whole = preprocessing.normalize(preprocessing.to_unit(faces[:20]))
+    torch.testing.assert_close(layer.running_mean, whole.mean().view(1))
+    torch.testing.assert_close(layer.running_var, whole.var().view(1))
+
+
+def test_an_average_with_its_statistics_recomputed(tmp_path: Path, ferplus_dir: Path):
+    from ferkit.data.augment import AugmentConfig
+
+    start, tuned = load_model(resolve_model("fast")), load_model(_shifted_fast(tmp_path / "tuned", 0))
+    states = [start.model.state_dict(), {k: v.clone() for k, v in tuned.model.state_dict().items()}]
+    plain = weight_average(states, [0.5, 0.5])
+    out = write_average([start, tuned], [0.5, 0.5], tmp_path / "swa", load_dataset(ferplus_dir), {}, AugmentConfig())
+    averaged = load_model(out).model.state_dict()
+    statistics = [name for name in plain if name.endswith(("running_mean", "running_var"))]
+    assert statistics and all(not torch.allclose(averaged[name], plain[name]) for name in statistics)
+    for name in plain:  # the weights themselves are the average
+        if name not in statistics and plain[name].is_floating_point():
+            torch.testing.assert_close(averaged[name], plain[name], rtol=0, atol=1e-6, msg=name)

@@ -47,6 +47,7 @@ def _seal(weights: Path, meta_file: Path, state: dict[str, torch.Tensor], metada
     # umask): a service or another account could not load the weights. Written here, the file
     # gets the permissions of any other file the user creates. One header entry: safetensors
     # writes several in an order that changes from process to process, and so would the sha256.
+    partial.unlink(missing_ok=True)  # a leftover would keep its own permissions
     partial.write_bytes(save(state, metadata={EMBEDDED_KEY: json.dumps(inside)}))
     partial.replace(weights)
     record = {key: metadata[key] for key in ("onnx_sha256",) if key in metadata}

@@ -46,13 +46,17 @@ def weight_average(states: Sequence[Mapping[str, torch.Tensor]], shares: Sequenc
 def recompute_batchnorm(model: nn.Module, faces: np.ndarray, preprocessing: Preprocessing, augment: AugmentConfig,
                         seed: int = 0, batch_size: int = 256) -> None:
     """Replace every BatchNorm layer's running statistics by those of ``faces`` (uint8, (N, H, W)),
-    shuffled and augmented as in training, one pass (torch.optim.swa_utils.update_bn). Averaged
-    weights come with averaged statistics, which are not the statistics of the averaged network's
-    own activations (Izmailov et al. 2018 recompute them the same way)."""
+    shuffled and put through ``augment`` (a run's augmentation; not its mixup or class-balanced
+    sampling), one pass (torch.optim.swa_utils.update_bn). Averaged weights come with averaged
+    statistics, which are not the statistics of the averaged network's own activations
+    (Izmailov et al. 2018 recompute them the same way)."""
     from torch.optim.swa_utils import update_bn
 
+    if len(faces) == 0:
+        raise ConfigError("no faces to recompute the BatchNorm statistics on")
     augmenter = BatchAugment(augment, seed)
     order = torch.randperm(len(faces), generator=torch.Generator().manual_seed(seed)).numpy()
+    batch_size = min(batch_size, len(faces))  # as in training, a split smaller than a batch is one batch
 
     def batches() -> Any:
         for start in range(0, len(order) - batch_size + 1, batch_size):  # full batches only, as in training
