@@ -28,8 +28,8 @@ def strip_build_details(model: Any) -> None:
     """Remove what the exporter and the quantizer record about the machine that built a model: each
     node's Python stack trace (absolute paths of the build's source and virtual environment), module
     names and export signatures, in the graph and in its functions, and every metadata prop. ONNX
-    Runtime reads none of it; without it a file says nothing about where it was made, and the same
-    weights exported from another checkout give the same bytes."""
+    Runtime reads none of it; without it the same weights exported from another checkout, with the
+    same library versions, give the same bytes."""
 
     def clear(message: Any) -> None:
         fields = message.DESCRIPTOR.fields_by_name

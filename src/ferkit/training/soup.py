@@ -60,11 +60,9 @@ def recompute_batchnorm(model: nn.Module, faces: np.ndarray, preprocessing: Prep
 
     def batches() -> Any:
         for start in range(0, len(order) - batch_size + 1, batch_size):  # full batches only, as in training
-            x = augmenter(preprocessing.to_unit(faces[np.sort(order[start:start + batch_size])]))
-            yield preprocessing.normalize(x)
+            yield preprocessing.normalize(augmenter(preprocessing.to_unit(faces[order[start:start + batch_size]])))
 
-    with torch.no_grad():
-        update_bn(batches(), model)
+    update_bn(batches(), model)  # runs without gradients and restores the model's mode
 
 
 def write_average(models: Sequence[LoadedModel], shares: Sequence[float], out: str | Path, data: FaceData,
